@@ -1,0 +1,30 @@
+# `make demo` runs the built-in example; `make test` runs the suite on every supported
+# interpreter it finds (3.11, 3.12, 3.13) and fails when it finds none.
+# Each interpreter gets its own virtual environment, with versions pinned in constraints.txt.
+SHELL := /bin/bash
+VERSIONS := 3.11 3.12 3.13
+
+.PHONY: demo test bench fuzz clean
+
+# .venv-3.X/stamp: a virtual environment for Python 3.X with bytrev and its test extra.
+.venv-%/stamp: pyproject.toml constraints.txt
+	@py=$$(scripts/find-python $*) || { echo "Python $* not found" >&2; exit 1; }; \
+	rm -rf .venv-$*; $$py -m venv .venv-$* && \
+	.venv-$*/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[test]' && \
+	touch $@
+
+demo:
+	@for v in $(VERSIONS); do \
+	  if scripts/find-python $$v >/dev/null; then \
+	    $(MAKE) --no-print-directory .venv-$$v/stamp && exec .venv-$$v/bin/bytrev demo; fi; \
+	done; echo "no supported Python (3.11-3.13) found" >&2; exit 1
+
+test:
+	@found=0; for v in $(VERSIONS); do \
+	  scripts/find-python $$v >/dev/null || { echo "== Python $$v: not found, skipped"; continue; }; \
+	  found=1; echo "== Python $$v"; \
+	  $(MAKE) --no-print-directory .venv-$$v/stamp && .venv-$$v/bin/python -m pytest || exit 1; \
+	done; [ $$found = 1 ] || { echo "no supported Python (3.11-3.13) found" >&2; exit 1; }
+
+clean:
+	rm -rf .venv-* .pytest_cache .hypothesis

@@ -1,0 +1,1 @@
+"""bytrev: run ordinary Python functions backwards."""
