@@ -1,0 +1,932 @@
+"""Reversibility analysis: decide, for every statement, how the backward run undoes it.
+
+Input: a lifted `ir.Function`. Output: an `Analysis` holding the function body in a
+normal form (every `return` in tail position, no `continue`) and, for each statement, a
+plan saying how it is undone and what it costs on the tape.
+
+The central idea is *need sets*. The backward run walks the program in reverse and, at
+each program point p, holds the values of exactly the variables the forward run still
+needs at p (its live variables), plus whatever the caller gives back. Undoing a
+statement means producing the need set before it from the need set after it:
+
+* `x = e` where every variable `e` reads is still needed afterwards and `x` is not read:
+  nothing is lost; undo = forget `x` (a fresh value, recomputed when needed).
+* exactly one value is lost (a variable whose last use is here, or `x`'s own old value
+  when `e` reads `x`) and `e` is invertible in it (`+ - * /`, negation, copies, tuple
+  displays...): undo = compute it back from the new `x` (`x = x*c + d` → `x = (x-d)/c`).
+  Multiplicative inverses carry a runtime guard: when the factor is zero the old value is
+  stashed instead.
+* otherwise: stash the lost values on the tape (the only case that costs memory).
+
+Branches cost no bit when their condition can be re-evaluated in the backward run (it is
+pure, reads only variables available after the `if`, and neither arm changes them);
+otherwise one bit. Loops record a trip count only when it cannot be recomputed (`while`
+loops, loops with `break`). A compound statement that leaves a needed variable
+unrestored on some path (e.g. an arm that overwrites it) stashes it on that path.
+"""
+from __future__ import annotations
+
+import builtins
+import copy
+import math
+import types
+from dataclasses import dataclass, field
+
+from . import ir
+from .errors import UnsupportedError
+
+# --------------------------------------------------------------------------- plans
+
+
+@dataclass
+class Site:
+    """One place that writes the tape. `kind` is 'bit', 'count' or 'stash'."""
+    index: int
+    kind: str
+    line: int
+    text: str  # why it is needed, for people
+    conditional: bool = False  # written only when a run-time guard fails (a zero factor)
+
+
+@dataclass
+class AssignPlan:
+    """Undo of a parallel assignment `targets = elements` (a single `x = e` has one of
+    each; `return e` assigns the result variables).
+
+    `recover` lists `(var, expr)` in order: the old value of `var` is `expr`, evaluated in
+    the backward run where names refer to values after the statement and `("$old", v)`
+    leaves (ir.Name('\\0v')) to already recovered old values. `guarded` maps a recovered
+    var to the guard expressions that must be nonzero for its inverse to hold, and to the
+    site that stashes it when one is zero. `stash` are variables stashed outright."""
+    stash: list = field(default_factory=list)
+    stash_site: Site | None = None
+    recover: list = field(default_factory=list)
+    guards: dict = field(default_factory=dict)  # var -> (list[Expr] guards, Site)
+    how: str = ""
+
+
+@dataclass
+class AugPlan:
+    """Undo of `target op= value`: in place by the inverse operator, or from a stash."""
+    inverse_op: str | None  # e.g. '-' for '+='; None when stashed
+    guard: ir.Expr | None = None  # must be nonzero for the inverse (stash site when not)
+    guard_site: Site | None = None
+    stash_site: Site | None = None  # stashes a copy of the old target value
+    dying: list = field(default_factory=list)  # variables read by value that die here
+    dying_site: Site | None = None
+    revive_site: Site | None = None  # keeps the changed object when nothing else does
+    how: str = ""
+
+
+@dataclass
+class StoreItemPlan:
+    """Undo of `a[i] = v`: the old `a[i]` (and variables dying here) come from the tape."""
+    stash_site: Site
+    dying: list = field(default_factory=list)
+    dying_site: Site | None = None
+    revive_site: Site | None = None  # keeps the changed object when nothing else does
+    how: str = ""
+
+
+@dataclass
+class IfPlan:
+    bit_site: Site | None  # None: the condition is re-evaluated in the backward run
+    keep_body: list = field(default_factory=list)  # stashed on entry to the `if` arm
+    keep_orelse: list = field(default_factory=list)
+    keep_body_site: Site | None = None
+    keep_orelse_site: Site | None = None
+    how: str = ""
+
+
+@dataclass
+class LoopPlan:
+    """Plan for `For` and `While`.
+
+    For a `for` loop `iterable` says how the backward run gets the sequence back:
+    'recompute' (re-evaluate the iterable expression) or 'stash'; `count_site` is set when
+    the trip count is recorded. `keep_iter` variables are stashed at the top of every
+    iteration, `keep_exit` once after the loop, `keep_entry` once before it."""
+    count_site: Site | None = None
+    iterable: str = "recompute"
+    iterable_site: Site | None = None
+    keep_iter: list = field(default_factory=list)
+    keep_iter_site: Site | None = None
+    keep_exit: list = field(default_factory=list)
+    keep_exit_site: Site | None = None
+    keep_entry: list = field(default_factory=list)
+    keep_entry_site: Site | None = None
+    how: str = ""
+
+
+@dataclass
+class Analysis:
+    function: ir.Function
+    body: list  # normal-form body the plans refer to
+    plans: dict  # id(stmt) -> plan
+    sites: list  # list[Site]
+    results: tuple  # names of the result variables ("$result" or "$r0".."$rk-1")
+    held: tuple  # parameters the backward run gets back from the tape / caller
+    params: tuple
+    needed_at_entry: set
+    entry_keep: list
+    entry_site: Site | None
+    context: "Context"
+
+    def plan(self, stmt):
+        return self.plans[id(stmt)]
+
+    def reasons(self):
+        """(line, text) for every tape site: why the function is not invertible."""
+        return [(s.line, s.text) for s in self.sites]
+
+
+# --------------------------------------------------------------------------- normal form
+
+
+def _may_exit(stmts, in_loop=True) -> bool:
+    """Whether `stmts` can leave by break/continue (of the current loop) or return."""
+    for s in stmts:
+        if isinstance(s, (ir.Break, ir.Continue, ir.Return)):
+            return True
+        if isinstance(s, ir.If) and (_may_exit(s.body) or _may_exit(s.orelse)):
+            return True
+        if isinstance(s, (ir.For, ir.While)) and _contains_return(s.body):
+            return True
+    return False
+
+
+def _contains_return(stmts) -> bool:
+    for s in stmts:
+        if isinstance(s, ir.Return):
+            return True
+        if isinstance(s, ir.If) and (_contains_return(s.body) or _contains_return(s.orelse)):
+            return True
+        if isinstance(s, (ir.For, ir.While)) and _contains_return(s.body):
+            return True
+    return False
+
+
+class _Normalizer:
+    """Rewrites a body so that `return` and `break` only end a statement list and
+    `continue` disappears: code after an `if` that may leave is moved into its arms.
+    A `return` inside a loop becomes `$retN = True; break` plus, after each enclosing
+    loop, `if $retN: break` / `if $retN: return e` (the state is unchanged between the
+    `break` and the re-evaluation of `e`, so `e` means the same)."""
+
+    def __init__(self):
+        self.flags = []
+
+    def function_body(self, body):
+        body = self._lift_returns(body, depth=0)
+        inits = [ir.Assign(ir.Name(f), ir.Const(False), line) for f, line in self.flags]
+        return inits + self._tails(body)
+
+    def _lift_returns(self, stmts, depth):
+        out = []
+        for s in stmts:
+            if isinstance(s, ir.Return) and depth > 0:
+                flag = f"$ret{len(self.flags)}"
+                self.flags.append((flag, s.line))
+                self._pending[-1].append((flag, s))
+                out += [ir.Assign(ir.Name(flag), ir.Const(True), s.line), ir.Break(s.line)]
+            elif isinstance(s, ir.If):
+                out.append(ir.If(s.test, self._lift_returns(s.body, depth),
+                                 self._lift_returns(s.orelse, depth), s.line))
+            elif isinstance(s, (ir.For, ir.While)):
+                if not hasattr(self, "_pending"):
+                    self._pending = []
+                self._pending.append([])
+                body = self._lift_returns(s.body, depth + 1)
+                loop = (ir.For(s.target, s.iter, body, s.line) if isinstance(s, ir.For)
+                        else ir.While(s.test, body, s.line))
+                out.append(loop)
+                for flag, ret in self._pending.pop():
+                    if depth > 0:  # still inside a loop: leave that one too
+                        self._pending[-1].append((flag, ret))
+                        out.append(ir.If(ir.Name(flag), [ir.Break(ret.line)], [], ret.line))
+                    else:
+                        out.append(ir.If(ir.Name(flag), [ir.Return(ret.value, ret.line)], [],
+                                         ret.line))
+            else:
+                out.append(s)
+        return out
+
+    def _tails(self, stmts):
+        out = []
+        for i, s in enumerate(stmts):
+            if isinstance(s, ir.Continue):
+                return out  # at the end of an iteration, `continue` does nothing
+            if isinstance(s, (ir.Break, ir.Return)):
+                out.append(s)
+                return out
+            if isinstance(s, ir.If) and (_may_exit(s.body) or _may_exit(s.orelse)):
+                rest = stmts[i + 1:]
+                out.append(ir.If(s.test, self._tails(s.body + copy.deepcopy(rest)),
+                                 self._tails(s.orelse + copy.deepcopy(rest)), s.line))
+                return out
+            if isinstance(s, ir.If):
+                s = ir.If(s.test, self._tails(s.body), self._tails(s.orelse), s.line)
+            elif isinstance(s, ir.For):
+                s = ir.For(s.target, s.iter, self._tails(s.body), s.line)
+            elif isinstance(s, ir.While):
+                s = ir.While(s.test, self._tails(s.body), s.line)
+            out.append(s)
+        return out
+
+
+def normal_form(fn: ir.Function) -> list:
+    return _Normalizer().function_body(copy.deepcopy(fn.body))
+
+
+# --------------------------------------------------------------------------- effects
+
+
+def assigned(stmts) -> set:
+    """Local variables (re)bound anywhere in `stmts`."""
+    out = set()
+    for s in stmts:
+        if isinstance(s, ir.Assign):
+            out |= ir.target_names(s.target)
+        elif isinstance(s, ir.AugAssign) and isinstance(s.target, ir.Name):
+            out.add(s.target.id)
+        elif isinstance(s, ir.If):
+            out |= assigned(s.body) | assigned(s.orelse)
+        elif isinstance(s, ir.For):
+            out |= ir.target_names(s.target) | assigned(s.body)
+        elif isinstance(s, ir.While):
+            out |= assigned(s.body)
+    return out
+
+
+def _base_name(e):
+    while isinstance(e, (ir.Subscript, ir.Attribute)):
+        e = e.value
+    return e.id if isinstance(e, ir.Name) else None
+
+
+def mutated(stmts) -> set:
+    """Local variables whose objects `stmts` may change in place (`a[i] = v`,
+    `a[i] += v`, `a += v` on an array)."""
+    out = set()
+    for s in stmts:
+        if isinstance(s, (ir.Assign, ir.AugAssign)):
+            targets = s.target.elts if isinstance(s.target, ir.Tuple) else (s.target,)
+            for t in targets:
+                if isinstance(t, ir.Subscript) or isinstance(s, ir.AugAssign):
+                    name = _base_name(t)
+                    if name:
+                        out.add(name)
+        elif isinstance(s, ir.If):
+            out |= mutated(s.body) | mutated(s.orelse)
+        elif isinstance(s, (ir.For, ir.While)):
+            out |= mutated(s.body)
+    return out
+
+
+def _loop_has_break(stmts) -> bool:
+    for s in stmts:
+        if isinstance(s, ir.Break):
+            return True
+        if isinstance(s, ir.If) and (_loop_has_break(s.body) or _loop_has_break(s.orelse)):
+            return True
+    return False
+
+
+# --------------------------------------------------------------------------- calls
+
+PURE_BUILTINS = {
+    "abs", "all", "any", "bool", "complex", "divmod", "enumerate", "float", "int", "isinstance",
+    "len", "list", "max", "min", "pow", "range", "reversed", "round", "sorted", "sum", "tuple",
+    "zip", "dict", "str", "hash", "type", "slice", "map", "filter", "issubclass", "callable",
+    "chr", "ord", "bin", "hex", "oct", "format", "repr", "id", "frozenset", "set", "getattr",
+    "hasattr",
+}
+PURE_MODULES = ("numpy", "math", "cmath", "scipy", "operator", "bytrev")
+IMPURE_MODULES = ("numpy.random", "random", "time", "os", "sys", "secrets", "uuid")
+MUTATING_METHODS = {
+    "append", "extend", "insert", "pop", "remove", "clear", "update", "setdefault", "popitem",
+    "sort", "reverse", "fill", "put", "itemset", "resize", "partition", "setfield",
+    "setflags", "add", "discard", "__setitem__", "__delitem__", "__iadd__", "__isub__",
+    "__imul__", "__itruediv__",
+}
+
+
+def _module_of(obj) -> str:
+    mod = getattr(obj, "__module__", None)
+    if mod is None and isinstance(obj, types.ModuleType):
+        mod = obj.__name__
+    if mod is None:
+        mod = getattr(type(obj), "__module__", "") or ""
+    return mod
+
+
+class CallInfo:
+    """What bytrev knows about a callable expression: 'pure', 'impure' or 'user'."""
+
+    def __init__(self, kind, obj=None):
+        self.kind = kind
+        self.obj = obj
+
+
+class Context:
+    """Static facts about the function being analysed: how to resolve globals and
+    closure cells, and where to report errors."""
+
+    def __init__(self, fn: ir.Function, pyfunc=None):
+        self.fn = fn
+        self.globals = getattr(pyfunc, "__globals__", {}) if pyfunc is not None else {}
+        closure = getattr(pyfunc, "__closure__", None) or ()
+        self.cells = dict(zip(fn.freevars, closure))
+
+    def error(self, construct, line, hint=""):
+        return UnsupportedError(construct, function=self.fn.qualname, filename=self.fn.filename,
+                                line=line, hint=hint)
+
+    def resolve(self, e):
+        """The object a callee expression denotes, when it is fixed by globals,
+        closure cells or constants; `None` otherwise."""
+        if isinstance(e, ir.Const):
+            return e.value
+        if isinstance(e, ir.Global):
+            if e.id in self.globals:
+                return self.globals[e.id]
+            return getattr(builtins, e.id, None)
+        if isinstance(e, ir.FreeVar):
+            cell = self.cells.get(e.id)
+            try:
+                return cell.cell_contents if cell is not None else None
+            except ValueError:
+                return None
+        if isinstance(e, ir.Attribute):
+            base = self.resolve(e.value)
+            if isinstance(base, types.ModuleType):
+                return getattr(base, e.attr, None)
+        return None
+
+    def classify_call(self, call: ir.Call, line: int) -> CallInfo:
+        for name, _ in call.kwargs:
+            if name == "out":
+                raise self.error("a call with out= (it writes into an existing array)", line,
+                                 "assign the result instead: y = f(x)")
+        if isinstance(call.func, ir.Attribute) and self.resolve(call.func) is None:
+            method = call.func.attr
+            if method in MUTATING_METHODS:
+                raise self.error(f"method call .{method}() (it changes its object in place)",
+                                 line, "build a new value instead, or call it outside the function")
+            return CallInfo("pure")
+        obj = self.resolve(call.func)
+        if obj is None:
+            return CallInfo("pure")  # a local holding a callable: see README, limitations
+        if isinstance(obj, types.FunctionType) and not _module_of(obj).startswith(PURE_MODULES):
+            return CallInfo("user", obj)
+        mod = _module_of(obj)
+        if mod.startswith(IMPURE_MODULES) or mod == "numpy.random.mtrand":
+            return CallInfo("impure", obj)
+        return CallInfo("pure", obj)
+
+    def is_pure(self, e, line) -> bool:
+        """Whether re-evaluating `e` in the backward run gives the same value."""
+        for sub in ir.walk(e):
+            if isinstance(sub, ir.Call):
+                info = self.classify_call(sub, line)
+                if info.kind == "impure":
+                    return False
+                if info.kind == "user" and not user_function_is_pure(info.obj):
+                    return False
+            if isinstance(sub, ir.ListComp):
+                for loop in sub.loops:
+                    if not all(self.is_pure(c, line) for c in loop.conds) or not self.is_pure(
+                            loop.iter, line):
+                        return False
+                if not self.is_pure(sub.elt, line):
+                    return False
+        return True
+
+
+_EFFECTS: dict = {}
+
+
+def user_function_effects(func):
+    """`(stores, updates, pure)` for a user function: whether it stores into items of
+    its parameters (`a[i] = v`: a definite in-place change), whether it applies
+    augmented assignments to them (`x += v`: in place only when x is an array), and
+    whether it calls only pure callables. Recursion is assumed effect-free while it is
+    being checked."""
+    code = func.__code__
+    if code in _EFFECTS:
+        return _EFFECTS[code]
+    _EFFECTS[code] = (False, False, True)
+    from .lift import lift
+    fn = lift(func)
+    cx = Context(fn, func)
+    params = set(fn.params + fn.kwonly)
+    stores = bool(_item_stores(fn.body) & params)
+    updates = bool(mutated(fn.body) & params)
+    pure = all(cx.is_pure(e, getattr(stmt, "line", 0)) for stmt, e in _all_exprs(fn.body))
+    _EFFECTS[code] = (stores, updates, pure)
+    return _EFFECTS[code]
+
+
+def user_function_is_pure(func) -> bool:
+    stores, updates, pure = user_function_effects(func)
+    return pure and not stores and not updates
+
+
+def _item_stores(stmts) -> set:
+    out = set()
+    for s in stmts:
+        if isinstance(s, (ir.Assign, ir.AugAssign)) and isinstance(s.target, ir.Subscript):
+            out.add(_base_name(s.target))
+        for attr in ("body", "orelse"):
+            out |= _item_stores(getattr(s, attr, []))
+    return out
+
+
+def _all_exprs(stmts):
+    for s in stmts:
+        for attr in ("value", "test", "iter"):
+            e = getattr(s, attr, None)
+            if e is not None and not isinstance(e, list):
+                yield s, e
+        if isinstance(s, (ir.Assign, ir.AugAssign)) and not isinstance(s.target, ir.Name):
+            yield s, s.target
+        for attr in ("body", "orelse"):
+            yield from _all_exprs(getattr(s, attr, []))
+
+
+# --------------------------------------------------------------------------- inversion
+
+INVERSE_OP = {"+": "-", "-": "+", "*": "/", "/": "*", "^": "^"}
+
+
+def old(name: str) -> ir.Name:
+    """Marks a leaf as 'the old value of `name`' in a recovery expression."""
+    return ir.Name("\0" + name)
+
+
+def occurrences(e, name) -> int:
+    return sum(1 for sub in ir.walk(e) if isinstance(sub, ir.Name) and sub.id == name)
+
+
+def invert(e, name, acc, guards):
+    """Given that expression `e` evaluated to `acc`, an expression for the value of the
+    variable `name` (which occurs exactly once in `e`), or None when no inverse step
+    exists. Appends to `guards` the expressions that must be nonzero."""
+    if isinstance(e, ir.Name):
+        return acc if e.id == name else None
+    if isinstance(e, ir.UnaryOp) and e.op in ("-", "+", "~"):
+        return invert(e.operand, name, ir.UnaryOp(e.op, acc) if e.op != "+" else acc, guards)
+    if isinstance(e, (ir.Tuple, ir.List)):
+        for i, elt in enumerate(e.elts):
+            if occurrences(elt, name):
+                return invert(elt, name, ir.Subscript(acc, ir.Const(i)), guards)
+        return None
+    if isinstance(e, ir.BinOp) and e.op in ("+", "-", "*", "/", "^"):
+        in_left = occurrences(e.left, name) > 0
+        this, other = (e.left, e.right) if in_left else (e.right, e.left)
+        if e.op == "+":
+            return invert(this, name, ir.BinOp("-", acc, other), guards)
+        if e.op == "^":
+            return invert(this, name, ir.BinOp("^", acc, other), guards)
+        if e.op == "-":
+            inner = ir.BinOp("+", acc, other) if in_left else ir.BinOp("-", other, acc)
+            return invert(this, name, inner, guards)
+        if e.op == "*":
+            guards.append(other)
+            if isinstance(other, ir.Const) and type(other.value) is float:
+                return invert(this, name, ir.BinOp("/", acc, other), guards)
+            return invert(this, name, ir.Call(ir.Const(exact_divide), (acc, other)), guards)
+        if e.op == "/":
+            if in_left:
+                guards.append(other)
+                return invert(this, name, ir.BinOp("*", acc, other), guards)
+            guards.append(other)  # other / d: d = other / acc, lost when other == 0
+            return invert(this, name, ir.BinOp("/", other, acc), guards)
+    return None
+
+
+def exact_divide(y, c):
+    """Undo `x * c`: floor division when both are Python/NumPy integers, so integer
+    programs come back exactly; true division otherwise."""
+    if isinstance(y, int) and isinstance(c, int):
+        return y // c
+    yk = getattr(getattr(y, "dtype", None), "kind", "f" if isinstance(y, float) else "i")
+    ck = getattr(getattr(c, "dtype", None), "kind", "f" if isinstance(c, float) else "i")
+    if yk in "iu" and ck in "iu":
+        return y // c
+    return y / c
+
+
+def _known_nonzero(e) -> bool:
+    if isinstance(e, ir.Const):
+        try:
+            return bool(e.value != 0) and not (isinstance(e.value, float) and math.isnan(e.value))
+        except Exception:
+            return False
+    if isinstance(e, ir.UnaryOp) and e.op in ("-", "+"):
+        return _known_nonzero(e.operand)
+    return False
+
+
+def _substitute_old(e, names):
+    """Replace leaves that read variables in `names` by their recovered old values."""
+    if isinstance(e, ir.Name):
+        return old(e.id) if e.id in names else e
+    if isinstance(e, ir.Const) or not ir.children(e):
+        return e
+    if isinstance(e, ir.BinOp):
+        return ir.BinOp(e.op, _substitute_old(e.left, names), _substitute_old(e.right, names))
+    if isinstance(e, ir.UnaryOp):
+        return ir.UnaryOp(e.op, _substitute_old(e.operand, names))
+    if isinstance(e, ir.Call):
+        return ir.Call(_substitute_old(e.func, names),
+                       tuple(_substitute_old(a, names) for a in e.args),
+                       tuple((k, _substitute_old(v, names)) for k, v in e.kwargs))
+    if isinstance(e, ir.Subscript):
+        return ir.Subscript(_substitute_old(e.value, names), _substitute_old(e.index, names))
+    if isinstance(e, ir.Attribute):
+        return ir.Attribute(_substitute_old(e.value, names), e.attr)
+    if isinstance(e, (ir.Tuple, ir.List)):
+        return type(e)(tuple(_substitute_old(x, names) for x in e.elts))
+    return e
+
+
+# --------------------------------------------------------------------------- the analysis
+
+
+class Analyzer:
+    """Computes need sets backwards through the normal-form body and records a plan per
+    statement. Loops iterate to a fixpoint; the plans of the last pass stand."""
+
+    def __init__(self, fn: ir.Function, cx: Context):
+        self.fn = fn
+        self.cx = cx
+        self.plans = {}
+        self.sites = {}  # key -> Site, stable across fixpoint passes
+
+    def site(self, key, kind, line, text):
+        s = self.sites.get(key)
+        if s is None:
+            s = Site(len(self.sites), kind, line, text)
+            self.sites[key] = s
+        else:
+            s.kind, s.line, s.text = kind, line, text
+        return s
+
+    # Each visitor takes the need set after the statement and returns the one before.
+    def block(self, stmts, after, loop_need):
+        need = set(after)
+        for s in reversed(stmts):
+            need = self.stmt(s, need, loop_need)
+        return need
+
+    def stmt(self, s, after, loop_need):
+        self.check_calls(s)
+        if isinstance(s, ir.Assign):
+            if isinstance(s.target, ir.Subscript):
+                return self.store_item(s, after)
+            return self.assign(s, after, s.target, s.value)
+        if isinstance(s, ir.Return):
+            return self.assign(s, after, self.result_target, self.result_value(s.value))
+        if isinstance(s, ir.AugAssign):
+            return self.aug_assign(s, after)
+        if isinstance(s, ir.ExprStmt):
+            self.plans[id(s)] = None  # pure (checked): nothing to undo
+            return set(after)
+        if isinstance(s, ir.If):
+            return self.if_(s, after, loop_need)
+        if isinstance(s, ir.For):
+            return self.for_(s, after)
+        if isinstance(s, ir.While):
+            return self.while_(s, after)
+        if isinstance(s, ir.Break):
+            self.plans[id(s)] = None
+            return set(loop_need)
+        raise self.cx.error(f"statement {type(s).__name__}", s.line)
+
+    def check_calls(self, s):
+        """Reject calls bytrev cannot undo (mutating methods, out=) early, with a line."""
+        for attr in ("value", "test", "iter"):
+            e = getattr(s, attr, None)
+            if e is None or isinstance(e, list):
+                continue
+            for sub in ir.walk(e):
+                if isinstance(sub, ir.Call):
+                    info = self.cx.classify_call(sub, s.line)
+                    if info.kind == "user" and user_function_effects(info.obj)[0]:
+                        name = getattr(info.obj, "__qualname__", "?")
+                        raise self.cx.error(
+                            f"call to {name}, which changes its arguments in place", s.line,
+                            "bytrev does not yet undo mutations made inside called functions; "
+                            "inline the update into this function")
+
+    # ---- assignments
+
+    def result_value(self, value):
+        """In inverse mode with k results, `return a, b` assigns each result variable."""
+        if len(self.result_target.elts) > 1:
+            return value  # a Tuple display of k elements (checked by the API)
+        return ir.Tuple((value,))
+
+    def assign(self, s, after, target, value):
+        if isinstance(target, ir.Name):
+            targets, elements = [target.id], [value]
+        elif isinstance(target, ir.Tuple) and all(isinstance(t, ir.Name) for t in target.elts):
+            targets = [t.id for t in target.elts]
+            if isinstance(value, (ir.Tuple, ir.List)) and len(value.elts) == len(targets):
+                elements = list(value.elts)
+            else:
+                elements = None  # unpacking an arbitrary value: nothing to invert through
+        else:
+            raise self.cx.error("assignment to a nested or subscripted tuple pattern", s.line,
+                                "assign the parts one by one")
+        tset = set(targets)
+        reads = ir.names_read(value)
+        if not (tset & after) and not (reads & tset) and isinstance(s, ir.Assign):
+            # A dead store: the value is never used, nothing to restore.
+            self.plans[id(s)] = AssignPlan(how="dead store: nothing to undo")
+            return set(after)
+        lost = sorted((reads - after) | (reads & tset))
+        plan = AssignPlan()
+        recovered = set()
+        progress = True
+        while progress and elements is not None:
+            progress = False
+            for var in lost:
+                if var in recovered:
+                    continue
+                for tname, elt in zip(targets, elements):
+                    if occurrences(elt, var) != 1:
+                        continue
+                    others = ir.names_read(elt) - {var}
+                    # every other leaf must be known: unchanged, or an old value recovered.
+                    if any(o in tset and o not in recovered for o in others) or any(
+                            o not in tset and o not in after and o not in recovered for o in others):
+                        continue
+                    guards = []
+                    expr = invert(_substitute_old(elt, recovered | (others & tset)), var,
+                                  ir.Name(tname), guards)
+                    if expr is None:
+                        continue
+                    guards = [g for g in guards if not _known_nonzero(g)]
+                    plan.recover.append((var, expr))
+                    if guards:
+                        site = self.site((id(s), "guard", var), "stash", s.line,
+                                         f"`{ir.unparse(s)}`: old {self.show(var)} is kept when "
+                                         f"a factor is zero at run time")
+                        site.conditional = True
+                        plan.guards[var] = (guards, site)
+                    recovered.add(var)
+                    progress = True
+                    break
+        plan.stash = [v for v in lost if v not in recovered]
+        if plan.stash:
+            what = ", ".join(self.show(v) for v in plan.stash)
+            plan.stash_site = self.site((id(s), "stash"), "stash", s.line,
+                                        f"`{ir.unparse(s)}` overwrites {what} and has no inverse")
+            plan.how = f"stash {what}"
+        elif plan.recover:
+            plan.how = "inverse: " + "; ".join(
+                f"{self.show(v)} = {_show_expr(e)}" for v, e in plan.recover)
+        else:
+            plan.how = "fresh value: nothing to undo"
+        self.plans[id(s)] = plan
+        return (after - tset) | reads
+
+    def aug_assign(self, s, after):
+        reads_value = ir.names_read(s.value)
+        target = s.target
+        base = _base_name(target)
+        target_reads = ir.names_read(target) if isinstance(target, ir.Subscript) else {target.id}
+        dying = sorted((reads_value | (target_reads - {base} if isinstance(target, ir.Subscript)
+                                       else set())) - after - {base})
+        plan = AugPlan(inverse_op=None, dying=dying)
+        if dying:
+            plan.dying_site = self.site((id(s), "dying"), "stash", s.line,
+                                        f"`{ir.unparse(s)}` is the last use of "
+                                        + ", ".join(self.show(v) for v in dying))
+        invertible = s.op in INVERSE_OP and base not in reads_value and not (
+            s.op == "^" and False)
+        if invertible:
+            plan.inverse_op = INVERSE_OP[s.op]
+            if s.op in ("*", "/") and not _known_nonzero(s.value):
+                plan.guard = s.value
+                plan.guard_site = self.site((id(s), "guard"), "stash", s.line,
+                                            f"`{ir.unparse(s)}`: the old value is kept when "
+                                            "the factor is zero at run time")
+                plan.guard_site.conditional = True
+            plan.how = f"inverse: {ir.unparse(target)} {plan.inverse_op}= {ir.unparse(s.value)}"
+        else:
+            plan.stash_site = self.site((id(s), "stash"), "stash", s.line,
+                                        f"`{ir.unparse(s)}` has no inverse (the update reads "
+                                        "what it overwrites)" if base in reads_value else
+                                        f"`{ir.unparse(s)}` has no inverse")
+            plan.how = f"stash old {ir.unparse(target)}"
+        plan.revive_site = self.revive(s, base, after)
+        self.plans[id(s)] = plan
+        return after | reads_value | target_reads
+
+    def store_item(self, s, after):
+        reads = ir.names_read(s.value) | ir.names_read(s.target)
+        base = _base_name(s.target)
+        dying = sorted(reads - after - {base})
+        site = self.site((id(s), "stash"), "stash", s.line,
+                         f"`{ir.unparse(s)}` overwrites {ir.unparse(s.target)}")
+        plan = StoreItemPlan(stash_site=site, dying=dying,
+                             how=f"stash old {ir.unparse(s.target)}")
+        if dying:
+            plan.dying_site = self.site((id(s), "dying"), "stash", s.line,
+                                        f"`{ir.unparse(s)}` is the last use of "
+                                        + ", ".join(self.show(v) for v in dying))
+        plan.revive_site = self.revive(s, base, after)
+        self.plans[id(s)] = plan
+        return after | reads
+
+    def revive(self, s, base, after):
+        """An in-place change to a variable that nothing reads afterwards (`b[0] = 1`
+        where `b` aliases something else) is undone on the object, so the backward run
+        needs the object: keep a reference to it."""
+        if base is None or base in after:
+            return None
+        return self.site((id(s), "revive"), "stash", s.line,
+                         f"`{ir.unparse(s)}` changes {base} in place and {base} is not used "
+                         "afterwards, so a reference to it is kept")
+
+    # ---- control flow
+
+    def if_(self, s, after, loop_need):
+        need_body = self.block(s.body, after, loop_need)
+        need_orelse = self.block(s.orelse, after, loop_need)
+        test_reads = ir.names_read(s.test)
+        changed = assigned(s.body) | assigned(s.orelse) | mutated(s.body) | mutated(s.orelse)
+        recomputable = (test_reads <= after and not (test_reads & changed)
+                        and self.cx.is_pure(s.test, s.line))
+        before = need_body | need_orelse | test_reads
+        plan = IfPlan(bit_site=None)
+        if not recomputable:
+            why = (f"changes {', '.join(sorted(self.show(v) for v in test_reads & changed))} "
+                   "inside it") if test_reads & changed else (
+                "reads a value that is not kept" if not test_reads <= after
+                else "calls something impure")
+            plan.bit_site = self.site((id(s), "bit"), "bit", s.line,
+                                      f"the branch on `{ir.unparse(s.test)}` cannot be "
+                                      f"recomputed because it {why}")
+            plan.how = "1 bit per execution"
+        else:
+            plan.how = "condition recomputed: no bit"
+        plan.keep_body = sorted(before - need_body)
+        plan.keep_orelse = sorted(before - need_orelse)
+        for arm in ("body", "orelse"):
+            keep = getattr(plan, "keep_" + arm)
+            if keep:
+                setattr(plan, f"keep_{arm}_site", self.site(
+                    (id(s), arm), "stash", s.line,
+                    f"the {'if' if arm == 'body' else 'else'} arm of `if {ir.unparse(s.test)}` "
+                    f"loses {', '.join(self.show(v) for v in keep)}"))
+        self.plans[id(s)] = plan
+        return before
+
+    def _loop(self, s, after, extra, targets, body_stmts):
+        """Fixpoint of the header need set H = after ∪ extra ∪ (need(body, H) - targets)."""
+        header = set(after) | extra
+        while True:
+            need_body = self.block(body_stmts, header, header)
+            new = header | (need_body - targets)
+            if new == header:
+                return header, need_body
+            header = new
+
+    def for_(self, s, after):
+        targets = ir.target_names(s.target)
+        iter_reads = ir.names_read(s.iter)
+        changed = assigned(s.body) | mutated(s.body)
+        recompute = not (iter_reads & changed) and not (iter_reads & targets) and \
+            self.cx.is_pure(s.iter, s.line)
+        header, need_body = self._loop(s, after, iter_reads if recompute else set(), targets,
+                                       s.body)
+        plan = LoopPlan(iterable="recompute" if recompute else "stash")
+        if not recompute:
+            plan.iterable_site = self.site((id(s), "iterable"), "stash", s.line,
+                                           f"the iterable `{ir.unparse(s.iter)}` changes inside "
+                                           "the loop, so it is kept")
+        if _loop_has_break(s.body):
+            plan.count_site = self.site((id(s), "count"), "count", s.line,
+                                        "the loop can `break`, so its trip count is recorded")
+        plan.keep_iter = sorted((header - targets) - need_body)
+        plan.keep_exit = sorted(header - after - targets)
+        before = (header - targets) | iter_reads | (targets & header)
+        plan.keep_entry = sorted(targets & header)
+        self._loop_sites(s, plan)
+        plan.how = ("trip count recorded" if plan.count_site else "trip count recomputed")
+        self.plans[id(s)] = plan
+        return before
+
+    def while_(self, s, after):
+        test_reads = ir.names_read(s.test)
+        header, need_body = self._loop(s, after, test_reads, set(), s.body)
+        plan = LoopPlan(iterable="none")
+        plan.count_site = self.site((id(s), "count"), "count", s.line,
+                                    f"the trip count of `while {ir.unparse(s.test)}` "
+                                    "cannot be recomputed")
+        plan.keep_iter = sorted(header - need_body)
+        plan.keep_exit = sorted(header - after)
+        self._loop_sites(s, plan)
+        plan.how = "trip count recorded"
+        self.plans[id(s)] = plan
+        return header
+
+    def _loop_sites(self, s, plan):
+        head = f"`{'for' if isinstance(s, ir.For) else 'while'}` loop"
+        for part, text in (("iter", "overwrites {} every iteration"),
+                           ("exit", "is the last use of {}"),
+                           ("entry", "overwrites the earlier value of {}")):
+            keep = getattr(plan, "keep_" + part)
+            if keep:
+                setattr(plan, f"keep_{part}_site", self.site(
+                    (id(s), part), "stash", s.line,
+                    f"the {head} " + text.format(", ".join(self.show(v) for v in keep))))
+
+    def show(self, var):
+        return "the result" if var.startswith("$r") else (
+            f"a temporary" if var.startswith("$") else var)
+
+
+def _show_expr(e):
+    text = ir.unparse(_strip_old(e))
+    return text
+
+
+def _strip_old(e):
+    """Printable form of a recovery expression (old values shown by plain names)."""
+    if isinstance(e, ir.Name) and e.id.startswith("\0"):
+        return ir.Name(e.id[1:])
+    if isinstance(e, ir.Const) and callable(e.value) and e.value is exact_divide:
+        return e
+    if isinstance(e, ir.Call) and isinstance(e.func, ir.Const) and e.func.value is exact_divide:
+        return ir.BinOp("/", _strip_old(e.args[0]), _strip_old(e.args[1]))
+    if isinstance(e, ir.BinOp):
+        return ir.BinOp(e.op, _strip_old(e.left), _strip_old(e.right))
+    if isinstance(e, ir.UnaryOp):
+        return ir.UnaryOp(e.op, _strip_old(e.operand))
+    if isinstance(e, ir.Subscript):
+        return ir.Subscript(_strip_old(e.value), _strip_old(e.index))
+    return e
+
+
+def analyze(fn: ir.Function, pyfunc=None, results: int | None = None,
+            held: tuple | None = None) -> Analysis:
+    """Analyse `fn`.
+
+    `results=None` (the reversible form): the backward run receives the whole return value
+    as one result. `results=k` (the inverse): the function returns a k-tuple display whose
+    elements the inverse receives separately. `held` are parameters whose original values
+    the backward run gets back (from the tape, or as the inverse's extra arguments)."""
+    cx = Context(fn, pyfunc)
+    body = normal_form(fn)
+    an = Analyzer(fn, cx)
+    if results is None:
+        names = ("$result",)
+        an.result_target = ir.Tuple((ir.Name("$result"),))
+    else:
+        names = tuple(f"$r{i}" for i in range(results))
+        an.result_target = ir.Tuple(tuple(ir.Name(n) for n in names))
+    held = tuple(held or ())
+    end = set(names) | set(held)
+    need = an.block(body, end, set())
+    # Parameters whose values the body never reads (or overwrites before reading) cannot
+    # be recovered by running it backwards: keep them.
+    entry_keep = [p for p in fn.params + fn.kwonly if p not in need and p not in held]
+    entry_site = None
+    if entry_keep:
+        entry_site = an.site("entry", "stash", fn.firstlineno,
+                             f"{fn.name} never reads the value of "
+                             + ", ".join(entry_keep) + " (or overwrites it first)")
+    sites = sorted(an.sites.values(), key=lambda s: s.index)
+    # Only sites reached by the final plans count (fixpoint passes may leave stale ones).
+    used = _used_sites(an.plans, body) | ({entry_site.index} if entry_site else set())
+    sites = [s for s in sites if s.index in used]
+    for i, s in enumerate(sites):
+        s.index = i
+    return Analysis(function=fn, body=body, plans=an.plans, sites=sites, results=names,
+                    held=held, params=fn.params + fn.kwonly, needed_at_entry=need,
+                    entry_keep=entry_keep, entry_site=entry_site, context=cx)
+
+
+def _used_sites(plans, body):
+    used = set()
+
+    def visit(stmts):
+        for s in stmts:
+            p = plans.get(id(s))
+            if p is not None:
+                for v in vars(p).values():
+                    if isinstance(v, Site):
+                        used.add(v.index)
+                    elif isinstance(v, dict):
+                        for g in v.values():
+                            used.add(g[1].index)
+            for attr in ("body", "orelse"):
+                visit(getattr(s, attr, []))
+
+    visit(body)
+    return used

@@ -1,0 +1,237 @@
+"""The public API: `reversible`, `inverse`, `show`.
+
+    lift (bytecode → IR) → analysis (how each statement is undone) → codegen (forward and
+    backward Python functions) → here: binding arguments, tapes, caching.
+"""
+from __future__ import annotations
+
+import inspect
+import linecache
+import sys
+
+import numpy as np
+
+from . import ir
+from .analysis import AssignPlan, AugPlan, IfPlan, LoopPlan, StoreItemPlan, analyze, assigned
+from .codegen import generate
+from .errors import NotInvertibleError, UnsupportedError
+from . import lift as _lift_module
+from .tape import Tape
+
+_CACHE: dict = {}
+
+
+def _check_function(f):
+    if not inspect.isfunction(f):
+        raise UnsupportedError(f"a {type(f).__name__} object", function=repr(f),
+                               hint="bytrev runs plain Python functions (def or lambda)")
+
+
+class Reversible:
+    """The reversible form of `f`: `forward` runs `f` and records a tape, `backward`
+    runs it in reverse and returns `f`'s arguments.
+
+    Parameters that `f` never rebinds are kept by reference on the tape; every other
+    argument is recovered by running the reversible form backwards. Arrays that `f`
+    changes in place are restored in place. `backward` may change the `result` it is
+    given (it is consumed, exactly as the forward run consumed the arguments)."""
+
+    def __init__(self, f):
+        _check_function(f)
+        self.function = f
+        self.ir = _lift_module.lift(f)
+        params = self.ir.params + self.ir.kwonly
+        rebound = assigned(self.ir.body)
+        held = tuple(p for p in params if p not in rebound)
+        self.analysis = analyze(self.ir, f, results=None, held=held)
+        self._forward, self._backward, self.module = generate(self.analysis, f)
+        self._signature = inspect.signature(f)
+        self._held_index = [params.index(h) for h in held]
+        self._sites = self.analysis.sites
+
+    def _bind(self, args, kwargs):
+        bound = self._signature.bind(*args, **kwargs)
+        bound.apply_defaults()
+        return tuple(bound.arguments[p] for p in self.analysis.params)
+
+    def forward(self, *args, **kwargs):
+        """Run `f(*args, **kwargs)`; return `(result, tape)`."""
+        values = self._bind(args, kwargs)
+        containers = [bytearray() if s.kind == "bit" else [] for s in self._sites]
+        result = self._forward(containers, *values)
+        return result, Tape(self, self._sites, containers, values)
+
+    def backward(self, result, tape):
+        """Run the reversible form backwards from `result`; return the arguments of the
+        forward call as a tuple, one value per parameter in signature order."""
+        containers = tape.containers_for_backward(self)
+        held = [tape.args[i] for i in self._held_index]
+        restored = list(self._backward(containers, result, *held))
+        for i, (original, value) in enumerate(zip(tape.args, restored)):
+            # A changed array comes back into the object the caller passed.
+            if isinstance(original, np.ndarray) and value is not original and \
+                    isinstance(value, np.ndarray) and value.shape == original.shape:
+                original[...] = value
+                restored[i] = original
+        return tuple(restored)
+
+    def __call__(self, *args, **kwargs):
+        return self.forward(*args, **kwargs)[0]
+
+    def show(self) -> str:
+        return _format(self.analysis, "reversible form")
+
+
+def reversible(f) -> Reversible:
+    """The reversible form of `f` (cached per function)."""
+    key = ("reversible", f)
+    if key not in _CACHE:
+        _CACHE[key] = Reversible(f)
+    return _CACHE[key]
+
+
+def _result_count(fn: ir.Function) -> int:
+    """k: how many values `f` returns as a tuple display, the same at every return."""
+    sizes = set()
+
+    def visit(stmts):
+        for s in stmts:
+            if isinstance(s, ir.Return):
+                sizes.add(len(s.value.elts) if isinstance(s.value, ir.Tuple) else 1)
+            for attr in ("body", "orelse"):
+                visit(getattr(s, attr, []))
+
+    visit(fn.body)
+    return sizes.pop() if len(sizes) == 1 else 1
+
+
+class Inverse:
+    """`inverse(f)`: when `f` returns k values, they are the new values of its first k
+    parameters; the inverse takes those k values followed by the remaining parameters and
+    returns the first k parameters (one value when k = 1)."""
+
+    def __init__(self, f):
+        _check_function(f)
+        self.function = f
+        fn = _lift_module.lift(f)
+        self.ir = fn
+        params = fn.params + fn.kwonly
+        self.k = k = _result_count(fn)
+        if k > len(params):
+            raise NotInvertibleError(fn.qualname, fn.filename, [(
+                fn.firstlineno, f"{fn.name} returns {k} values but has {len(params)} parameters")])
+        rebound = assigned(fn.body)
+        self.rest = params[k:]
+        held = tuple(p for p in self.rest if p not in rebound)
+        self.analysis = analyze(fn, f, results=k, held=held)
+        needs_tape = [(s.line, s.text) for s in self.analysis.sites if not s.conditional]
+        if needs_tape:
+            raise NotInvertibleError(fn.qualname, fn.filename, needs_tape)
+        self._held_index = [self.rest.index(h) for h in held]
+        _, self._backward, self.module = generate(self.analysis, f, invert_mode=True)
+        self.__name__ = f"inverse_of_{f.__name__}"
+        self.__doc__ = f"Inverse of {fn.qualname}: takes {k} result(s) then {list(self.rest)}."
+
+    def __call__(self, *values):
+        expected = self.k + len(self.rest)
+        if len(values) != expected:
+            raise TypeError(f"{self.__name__} takes {expected} arguments ({self.k} result(s) "
+                            f"then {', '.join(self.rest) or 'nothing'}), got {len(values)}")
+        outs, rest = values[:self.k], values[self.k:]
+        held = [rest[i] for i in self._held_index]
+        params = self._backward([], *outs, *held)
+        return params[0] if self.k == 1 else tuple(params[:self.k])
+
+    def show(self) -> str:
+        return _format(self.analysis, "inverse")
+
+
+def inverse(f) -> Inverse:
+    """The inverse of `f`, with no hand-written inverse; raises NotInvertibleError when
+    `f` destroys information (use `reversible(f)`, which records it on a tape)."""
+    key = ("inverse", f)
+    if key not in _CACHE:
+        _CACHE[key] = Inverse(f)
+    return _CACHE[key]
+
+
+# --------------------------------------------------------------------------- show
+
+
+def _cost(plan) -> str:
+    parts = []
+    for name, value in vars(plan).items():
+        site = value
+        if name == "guards":
+            for _, (_, gsite) in value.items():
+                parts.append("stash if a factor is 0")
+            continue
+        if not hasattr(site, "kind"):
+            continue
+        if site.conditional:
+            parts.append("stash if the factor is 0")
+        elif site.kind == "bit":
+            parts.append("1 bit")
+        elif site.kind == "count":
+            parts.append("1 count")
+        elif name.startswith("keep_iter"):
+            parts.append("stash per iteration")
+        else:
+            parts.append("stash")
+    return ", ".join(parts) or "-"
+
+
+def _format(an, title) -> str:
+    fn = an.function
+    rows = []
+
+    def source(line):
+        return linecache.getline(fn.filename, line).rstrip() if line else ""
+
+    def visit(stmts, depth):
+        for s in stmts:
+            plan = an.plans.get(id(s))
+            pad = "    " * depth
+            if isinstance(s, ir.If):
+                head = f"if {ir.unparse(s.test)}:"
+            elif isinstance(s, ir.For):
+                head = f"for {ir.unparse(s.target)} in {ir.unparse(s.iter)}:"
+            elif isinstance(s, ir.While):
+                head = f"while {ir.unparse(s.test)}:"
+            else:
+                head = ir.unparse(s)
+            how = getattr(plan, "how", "") if plan is not None else (
+                "nothing to undo" if not isinstance(s, ir.Break) else "")
+            rows.append((s.line, pad + head, how, _cost(plan) if plan is not None else "-"))
+            if isinstance(s, ir.If):
+                visit(s.body, depth + 1)
+                if s.orelse:
+                    rows.append((s.line, pad + "else:", "", ""))
+                    visit(s.orelse, depth + 1)
+            elif isinstance(s, (ir.For, ir.While)):
+                visit(s.body, depth + 1)
+
+    visit(an.body, 1)
+    width = max([len(r[1]) for r in rows] + [20])
+    out = [f"{title} of {fn.qualname} ({fn.filename}:{fn.firstlineno})",
+           f"{'line':>5}  {'reversible form':<{width}}  {'undone by':<40}  tape / execution"]
+    shown = set()
+    for line, text, how, cost in rows:
+        src = source(line).strip() if line not in shown else ""
+        shown.add(line)
+        out.append(f"{line:>5}  {text:<{width}}  {how[:40]:<40}  {cost}")
+        if src and src != text.strip():
+            out.append(f"{'':>5}  {'  # ' + src:<{width}}")
+    if an.entry_keep:
+        out.append(f"{fn.firstlineno:>5}  entry: stash {', '.join(an.entry_keep)}")
+    out.append(f"tape sites: {len([s for s in an.sites if not s.conditional])}"
+               f" (+{len([s for s in an.sites if s.conditional])} guarded)")
+    return "\n".join(out)
+
+
+def show(f, file=None) -> str:
+    """Print the reversible form of `f` next to its source lines, each statement marked
+    with how the backward run undoes it and what it costs on the tape; return the text."""
+    text = reversible(f).show()
+    print(text, file=file or sys.stdout)
+    return text

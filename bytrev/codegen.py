@@ -1,0 +1,642 @@
+"""Code generation: compile an `Analysis` into two Python functions.
+
+* `forward(tape_containers, *params)` runs the function and appends to the tape;
+* `backward(tape_containers, *results, *held)` runs it in reverse and returns the
+  parameters.
+
+Both are built as Python `ast`, compiled once and cached by the caller. Generated names
+start with `_br_`; IR temporaries `$n` become `_br_n`, recovered old values `_br_o_x`.
+Non-literal constants (helpers, callables, code objects) are passed in as closure
+variables of a factory function, so the generated code runs with the user's own globals.
+"""
+from __future__ import annotations
+
+import ast
+import dataclasses
+import types
+
+import numpy as np
+
+from . import ir
+from .analysis import (Analysis, AssignPlan, AugPlan, IfPlan, LoopPlan, StoreItemPlan,
+                       user_function_effects, _base_name)
+from .errors import NotInvertibleError, UnsupportedError
+
+# --------------------------------------------------------------------------- runtime helpers
+
+
+class _Unbound:
+    """Stands for a variable that had no value when the forward run stashed it."""
+
+    def __repr__(self):
+        return "<unbound>"
+
+
+UNBOUND = _Unbound()
+
+
+def copy_value(v):
+    """A copy of `v` that later in-place changes cannot reach."""
+    if isinstance(v, np.ndarray):
+        return v.copy()
+    if isinstance(v, (list, dict, set, bytearray)):
+        return type(v)(v)
+    return v
+
+
+def restore(current, old):
+    """Put `old` back: in place when the current value is the same array object the
+    forward run changed in place, so that every alias sees the restored contents."""
+    if isinstance(current, np.ndarray) and isinstance(old, np.ndarray) \
+            and current.shape == old.shape and current is not old:
+        current[...] = old
+        return current
+    return old
+
+
+def nonzero(v) -> bool:
+    if isinstance(v, (int, float, complex)):
+        return v != 0
+    r = v != 0
+    return bool(r.all()) if hasattr(r, "all") else bool(r)
+
+
+def divide_in_place(target, value):
+    """Undo `target *= value` (in place for arrays, exactly for integers)."""
+    if isinstance(target, np.ndarray):
+        if target.dtype.kind in "iu":
+            np.floor_divide(target, value, out=target)
+        else:
+            np.divide(target, value, out=target)
+        return target
+    if isinstance(target, int) and isinstance(value, int):
+        return target // value
+    return target / value
+
+
+SEQUENCE_TYPES = (range, tuple, list, np.ndarray, str, bytes)
+
+
+def sequence(obj, where):
+    """Check that a loop iterates over something the backward run can index."""
+    if isinstance(obj, SEQUENCE_TYPES):
+        return obj
+    fn, filename, line = where
+    raise UnsupportedError(f"iteration over a {type(obj).__name__}", function=fn,
+                           filename=filename, line=line,
+                           hint="bytrev indexes the sequence in the backward run; iterate "
+                                "over a list, tuple, range or array (e.g. list(...))")
+
+
+def make_function(globals_, code, defaults, kwdefaults, closure):
+    """The function object a nested `def`/`lambda` creates (closure cells snapshot the
+    captured variables, which bytrev checks are not reassigned)."""
+    cells = tuple(types.CellType(v) for v in closure) or None
+    fn = types.FunctionType(code, globals_, code.co_name, defaults or None, cells)
+    if kwdefaults:
+        fn.__kwdefaults__ = dict(kwdefaults)
+    return fn
+
+
+def checked_call(func, params, where):
+    """Call `func`, which may apply `x += ...` to the parameters `params`: fine for
+    numbers, an in-place change bytrev cannot undo for arrays and lists."""
+    names = func.__code__.co_varnames[:func.__code__.co_argcount]
+    positions = [names.index(p) for p in params if p in names]
+
+    def call(*args, **kwargs):
+        for i, p in zip(positions, params):
+            value = args[i] if i < len(args) else kwargs.get(p)
+            if isinstance(value, (np.ndarray, list, dict, set, bytearray)):
+                fn, filename, line = where
+                raise UnsupportedError(
+                    f"call to {func.__qualname__}, which updates its argument {p} in place",
+                    function=fn, filename=filename, line=line,
+                    hint="bytrev does not yet undo in-place updates made inside called "
+                         "functions; write `p = p + ...` there, or inline the update")
+        return func(*args, **kwargs)
+    return call
+
+
+def not_invertible(function, filename, line, text):
+    raise NotInvertibleError(function, filename, [(line, text)])
+
+
+# --------------------------------------------------------------------------- names
+
+
+def pyname(id: str) -> str:
+    if id.startswith("\0"):
+        return "_br_o_" + pyname(id[1:]).lstrip("_")
+    if id.startswith("$"):
+        return "_br_" + id[1:]
+    return id
+
+
+def _name(id, ctx=ast.Load):
+    return ast.Name(pyname(id), ctx())
+
+
+def _call(func: str, *args):
+    return ast.Call(ast.Name(func, ast.Load()), list(args), [])
+
+
+def _assign(target: str, value):
+    return ast.Assign([ast.Name(target, ast.Store())], value)
+
+
+def _expr_stmt(value):
+    return ast.Expr(value)
+
+
+def _tuple_of(names, ctx=ast.Load):
+    if len(names) == 1:
+        return _name(names[0], ctx)
+    return ast.Tuple([_name(n, ctx) for n in names], ctx())
+
+
+def _map_expr(e, fn):
+    """Apply `fn` bottom-up to every sub-expression of an IR expression."""
+    if not dataclasses.is_dataclass(e) or isinstance(e, (ir.Const, ir.Name, ir.Global,
+                                                         ir.FreeVar)):
+        return fn(e)
+    changes = {}
+    for f in dataclasses.fields(e):
+        v = getattr(e, f.name)
+        if dataclasses.is_dataclass(v):
+            changes[f.name] = _map_expr(v, fn)
+        elif isinstance(v, tuple):
+            changes[f.name] = tuple(
+                (x[0], _map_expr(x[1], fn)) if isinstance(x, tuple) else
+                _map_expr(x, fn) if dataclasses.is_dataclass(x) else x for x in v)
+    return fn(dataclasses.replace(e, **changes))
+
+
+# --------------------------------------------------------------------------- generator
+
+
+class Generator:
+    def __init__(self, an: Analysis, pyfunc, invert_mode: bool):
+        self.an = an
+        self.fn = an.function
+        self.cx = an.context
+        self.pyfunc = pyfunc
+        self.invert_mode = invert_mode
+        self.consts = {}  # python name -> value
+        self._const_ids = {}
+        self.counter = 0
+        self.where = (self.fn.qualname, self.fn.filename)
+        for name in self._all_locals():
+            if name.startswith("_br_"):
+                raise UnsupportedError(f"a variable named {name}", function=self.fn.qualname,
+                                       filename=self.fn.filename, line=self.fn.firstlineno,
+                                       hint="names starting with _br_ are reserved by bytrev")
+
+    def _all_locals(self):
+        return [n for n in self.fn.code.co_varnames] if self.fn.code else []
+
+    def fresh(self, stem):
+        self.counter += 1
+        return f"_br_{stem}{self.counter}"
+
+    def const(self, value) -> str:
+        key = id(value)
+        if key in self._const_ids:
+            return self._const_ids[key]
+        name = f"_br_c{len(self.consts)}"
+        self.consts[name] = value
+        self._const_ids[key] = name
+        self._keep = getattr(self, "_keep", []) + [value]
+        return name
+
+    # ---- expressions
+
+    def lower(self, e, line):
+        """IR expression → IR expression the AST translation can print: nested functions
+        become calls of `make_function`, calls of user functions that may update array
+        arguments in place get a run-time check."""
+        def rewrite(x):
+            if isinstance(x, ir.MakeFunction):
+                return ir.Call(ir.Const(make_function), (
+                    ir.Const(self.pyfunc.__globals__), ir.Const(x.code), ir.Tuple(x.defaults),
+                    ir.Dict(tuple(ir.Const(k) for k, _ in x.kwdefaults),
+                            tuple(v for _, v in x.kwdefaults)),
+                    ir.Tuple(tuple(ir.Name(n) for n in x.closure))))
+            if isinstance(x, ir.Call) and not isinstance(x.func, ir.Const):
+                obj = self.cx.resolve(x.func)
+                if isinstance(obj, types.FunctionType):
+                    info = self.cx.classify_call(x, line)
+                    if info.kind == "user":
+                        params = _updated_params(obj)
+                        if params:
+                            wrapper = checked_call(obj, params, (*self.where, line))
+                            return ir.Call(ir.Const(wrapper), x.args, x.kwargs)
+            return x
+        return _map_expr(e, rewrite)
+
+    def expr(self, e, line=0):
+        cx = ir.AstContext(local=pyname, constant=self.const,
+                           free=lambda n: ast.Attribute(
+                               ast.Name(self.const(self.cx.cells[n]), ast.Load()),
+                               "cell_contents", ast.Load()))
+        return ir.expr_ast(self.lower(e, line), cx)
+
+    def target(self, t, line=0):
+        cx = ir.AstContext(local=pyname, constant=self.const, free=None)
+        return ir.target_ast(t if isinstance(t, ir.Name) else self.lower(t, line), cx)
+
+    def helper(self, fn) -> ast.expr:
+        return ast.Name(self.const(fn), ast.Load())
+
+    def call_helper(self, fn, *args):
+        return ast.Call(self.helper(fn), list(args), [])
+
+    # ---- tape access
+
+    def push(self, site, value):
+        return _expr_stmt(ast.Call(ast.Name(f"_br_s{site.index}", ast.Load()), [value], []))
+
+    def pop(self, site):
+        return ast.Call(ast.Name(f"_br_p{site.index}", ast.Load()), [], [])
+
+    def push_vars(self, site, names):
+        """Stash variables that may be unbound on this path (one entry per variable)."""
+        out = []
+        for n in names:
+            out.append(ast.Try(body=[self.push(site, _name(n))],
+                               handlers=[ast.ExceptHandler(ast.Name("NameError", ast.Load()), None,
+                                                           [self.push(site, self.helper_unbound())])],
+                               orelse=[], finalbody=[]))
+        return out
+
+    def helper_unbound(self):
+        return ast.Name(self.const(UNBOUND), ast.Load())
+
+    def pop_vars(self, site, names):
+        return [ast.Assign([_name(n, ast.Store)], self.pop(site)) for n in reversed(names)]
+
+    def fail(self, site):
+        """In the inverse, a place that needs the tape raises NotInvertibleError."""
+        return self.call_helper(not_invertible, ast.Constant(self.fn.qualname),
+                                ast.Constant(self.fn.filename), ast.Constant(site.line),
+                                ast.Constant(site.text))
+
+    def read(self, site):
+        return self.fail(site) if self.invert_mode else self.pop(site)
+
+    # ---- forward
+
+    def forward_block(self, stmts):
+        out = []
+        for s in stmts:
+            out += self.forward_stmt(s)
+        return out or [ast.Pass()]
+
+    def forward_stmt(self, s):
+        plan = self.an.plans.get(id(s))
+        line = s.line
+        if isinstance(s, (ir.Assign, ir.Return)) and isinstance(plan, AssignPlan):
+            out = []
+            for var, (guards, site) in plan.guards.items():
+                test = ast.BoolOp(ast.And(), [self.call_helper(nonzero, self.expr(_plain(g), line))
+                                              for g in guards]) if len(guards) > 1 else \
+                    self.call_helper(nonzero, self.expr(_plain(guards[0]), line))
+                out.append(ast.If(ast.UnaryOp(ast.Not(), test), [self.push(site, _name(var))], []))
+            if plan.stash:
+                out.append(self.push(plan.stash_site, _tuple_of(plan.stash)))
+            if isinstance(s, ir.Return):
+                out.append(ast.Return(self.expr(s.value, line)))
+            else:
+                out.append(ast.Assign([self.target(s.target, line)], self.expr(s.value, line)))
+            return _at(out, line)
+        if isinstance(s, ir.Assign):  # item store
+            out = []
+            if plan.dying:
+                out.append(self.push(plan.dying_site, _tuple_of(plan.dying)))
+            out.append(self.push(plan.stash_site, self.call_helper(
+                copy_value, self.expr(s.target, line))))
+            out.append(ast.Assign([self.target(s.target, line)], self.expr(s.value, line)))
+            if plan.revive_site:
+                out.append(self.push(plan.revive_site, _name(_base_name(s.target))))
+            return _at(out, line)
+        if isinstance(s, ir.AugAssign):
+            out = []
+            if plan.dying:
+                out.append(self.push(plan.dying_site, _tuple_of(plan.dying)))
+            old = self.call_helper(copy_value, self.expr(s.target, line))
+            if plan.guard is not None:
+                out.append(ast.If(ast.UnaryOp(ast.Not(), self.call_helper(
+                    nonzero, self.expr(plan.guard, line))), [self.push(plan.guard_site, old)], []))
+            if plan.stash_site:
+                out.append(self.push(plan.stash_site, old))
+            out.append(ast.AugAssign(self.target(s.target, line), ir.binop_ast(s.op),
+                                     self.expr(s.value, line)))
+            if plan.revive_site:
+                out.append(self.push(plan.revive_site, _name(_base_name(s.target))))
+            return _at(out, line)
+        if isinstance(s, ir.ExprStmt):
+            return _at([_expr_stmt(self.expr(s.value, line))], line)
+        if isinstance(s, ir.If):
+            arms = []
+            for bit, arm, keep, site in ((1, s.body, plan.keep_body, plan.keep_body_site),
+                                         (0, s.orelse, plan.keep_orelse, plan.keep_orelse_site)):
+                pre = [self.push(plan.bit_site, ast.Constant(bit))] if plan.bit_site else []
+                if keep:
+                    pre += self.push_vars(site, keep)
+                arms.append(pre + self.forward_block(arm))
+            return _at([ast.If(self.expr(s.test, line), arms[0], arms[1])], line)
+        if isinstance(s, ir.For):
+            return self.forward_for(s, plan)
+        if isinstance(s, ir.While):
+            n = self.fresh("n")
+            body = [ast.AugAssign(ast.Name(n, ast.Store()), ast.Add(), ast.Constant(1))]
+            if plan.keep_iter:
+                body += self.push_vars(plan.keep_iter_site, plan.keep_iter)
+            body += self.forward_block(s.body)
+            out = [_assign(n, ast.Constant(0)), ast.While(self.expr(s.test, line), body, []),
+                   self.push(plan.count_site, ast.Name(n, ast.Load()))]
+            if plan.keep_exit:
+                out += self.push_vars(plan.keep_exit_site, plan.keep_exit)
+            return _at(out, line)
+        if isinstance(s, ir.Break):
+            return _at([ast.Break()], line)
+        raise UnsupportedError(f"statement {type(s).__name__}", function=self.fn.qualname,
+                               filename=self.fn.filename, line=line)
+
+    def loop_source(self, s):
+        """How a `for` loop's sequence is described: (kind, component exprs, extra)."""
+        it = s.iter
+        if isinstance(it, ir.Call) and not it.kwargs:
+            obj = self.cx.resolve(it.func)
+            if obj is range:
+                return "range", list(it.args)
+            if obj is enumerate and len(it.args) in (1, 2):
+                return "enumerate", list(it.args)
+            if obj is zip and it.args:
+                return "zip", list(it.args)
+        return "seq", [it]
+
+    def forward_for(self, s, plan):
+        line = s.line
+        kind, comps = self.loop_source(s)
+        out = []
+        if plan.keep_entry:
+            out += self.push_vars(plan.keep_entry_site, plan.keep_entry)
+        names = []
+        for i, c in enumerate(comps):
+            name = self.fresh("it")
+            value = self.expr(c, line)
+            if kind in ("seq", "zip") or (kind == "enumerate" and i == 0):
+                value = self.call_helper(sequence, value, ast.Constant((*self.where, line)))
+            out.append(_assign(name, value))
+            names.append(name)
+        if plan.iterable == "stash":
+            out.append(self.push(plan.iterable_site,
+                                 ast.Tuple([ast.Name(n, ast.Load()) for n in names], ast.Load())))
+        if kind == "seq":
+            iterable = ast.Name(names[0], ast.Load())
+        else:
+            iterable = ast.Call(self.expr(s.iter.func, line),
+                                [ast.Name(n, ast.Load()) for n in names], [])
+        body = []
+        n = None
+        if plan.count_site:
+            n = self.fresh("n")
+            out.append(_assign(n, ast.Constant(0)))
+            body.append(ast.AugAssign(ast.Name(n, ast.Store()), ast.Add(), ast.Constant(1)))
+        if plan.keep_iter:
+            body += self.push_vars(plan.keep_iter_site, plan.keep_iter)
+        body += self.forward_block(s.body)
+        out.append(ast.For(self.target(s.target, line), iterable, body, []))
+        if n:
+            out.append(self.push(plan.count_site, ast.Name(n, ast.Load())))
+        if plan.keep_exit:
+            out += self.push_vars(plan.keep_exit_site, plan.keep_exit)
+        return _at(out, line)
+
+    # ---- backward
+
+    def backward_block(self, stmts):
+        out = []
+        for s in reversed(stmts):
+            out += self.backward_stmt(s)
+        return out or [ast.Pass()]
+
+    def backward_stmt(self, s):
+        plan = self.an.plans.get(id(s))
+        line = s.line
+        if isinstance(s, (ir.Assign, ir.Return)) and isinstance(plan, AssignPlan):
+            return _at(self.backward_assign(plan, line), line)
+        if isinstance(s, ir.Assign):  # item store
+            out = []
+            if plan.revive_site:
+                out.append(ast.Assign([_name(_base_name(s.target), ast.Store)],
+                                      self.read(plan.revive_site)))
+            if plan.dying:
+                out.append(ast.Assign([_tuple_of(plan.dying, ast.Store)], self.read(plan.dying_site)))
+            out.append(ast.Assign([self.target(s.target, line)], self.read(plan.stash_site)))
+            return _at(out, line)
+        if isinstance(s, ir.AugAssign):
+            return _at(self.backward_aug(s, plan), line)
+        if isinstance(s, (ir.ExprStmt, ir.Break)):
+            return []
+        if isinstance(s, ir.If):
+            test = self.read(plan.bit_site) if plan.bit_site else self.expr(s.test, line)
+            arms = []
+            for arm, keep, site in ((s.body, plan.keep_body, plan.keep_body_site),
+                                    (s.orelse, plan.keep_orelse, plan.keep_orelse_site)):
+                code = self.backward_block(arm)
+                if keep:
+                    code += self.pop_vars(site, keep) if not self.invert_mode else \
+                        [_expr_stmt(self.fail(site))]
+                arms.append(code)
+            return _at([ast.If(test, arms[0], arms[1])], line)
+        if isinstance(s, ir.For):
+            return self.backward_for(s, plan)
+        if isinstance(s, ir.While):
+            out = self.backward_keep(plan.keep_exit, plan.keep_exit_site)
+            body = self.backward_block(s.body) + self.backward_keep(plan.keep_iter,
+                                                                    plan.keep_iter_site)
+            out.append(ast.For(ast.Name("_", ast.Store()),
+                               _call("range", self.read(plan.count_site)), body, []))
+            return _at(out, line)
+        raise UnsupportedError(f"statement {type(s).__name__}", function=self.fn.qualname,
+                               filename=self.fn.filename, line=line)
+
+    def backward_keep(self, names, site):
+        if not names:
+            return []
+        if self.invert_mode:
+            return [_expr_stmt(self.fail(site))]
+        return self.pop_vars(site, names)
+
+    def backward_assign(self, plan, line):
+        out = []
+        lost = [v for v, _ in plan.recover] + list(plan.stash)
+        if not lost:
+            return out
+        if plan.stash:
+            olds = [pyname("\0" + v) for v in plan.stash]
+            target = (ast.Name(olds[0], ast.Store()) if len(olds) == 1 else
+                      ast.Tuple([ast.Name(o, ast.Store()) for o in olds], ast.Store()))
+            out.append(ast.Assign([target], self.read(plan.stash_site)))
+        if not plan.stash and len(plan.recover) == 1 and not plan.guards:
+            var, e = plan.recover[0]  # the common case: `x = (x - d) / c`
+            return [ast.Assign([_name(var, ast.Store)], self.expr(e, line))]
+        for var, e in plan.recover:
+            value = self.expr(e, line)
+            if var in plan.guards:
+                guards, site = plan.guards[var]
+                tests = [self.call_helper(nonzero, self.expr(g, line)) for g in guards]
+                test = tests[0] if len(tests) == 1 else ast.BoolOp(ast.And(), tests)
+                value = ast.IfExp(test, value, self.read(site))
+            out.append(_assign(pyname("\0" + var), value))
+        for var in lost:
+            out.append(ast.Assign([_name(var, ast.Store)], _name("\0" + var)))
+        return out
+
+    def backward_aug(self, s, plan):
+        line = s.line
+        out = []
+        if plan.revive_site:
+            out.append(ast.Assign([_name(_base_name(s.target), ast.Store)],
+                                  self.read(plan.revive_site)))
+        if plan.dying:
+            out.append(ast.Assign([_tuple_of(plan.dying, ast.Store)], self.read(plan.dying_site)))
+        target_load = self.expr(s.target, line)
+        value = self.expr(s.value, line)
+        if plan.inverse_op is None:
+            out.append(ast.Assign([self.target(s.target, line)], self.call_helper(
+                restore, target_load, self.read(plan.stash_site))))
+            return out
+        if plan.inverse_op == "/":
+            undo = ast.Assign([self.target(s.target, line)],
+                              self.call_helper(divide_in_place, target_load, value))
+        else:
+            undo = ast.AugAssign(self.target(s.target, line), ir.binop_ast(plan.inverse_op), value)
+        if plan.guard is not None:
+            fallback = ast.Assign([self.target(s.target, line)], self.call_helper(
+                restore, self.expr(s.target, line), self.read(plan.guard_site)))
+            out.append(ast.If(self.call_helper(nonzero, self.expr(plan.guard, line)), [undo],
+                              [fallback]))
+        else:
+            out.append(undo)
+        return out
+
+    def backward_for(self, s, plan):
+        line = s.line
+        kind, comps = self.loop_source(s)
+        out = self.backward_keep(plan.keep_exit, plan.keep_exit_site)
+        names = [self.fresh("it") for _ in comps]
+        if plan.iterable == "stash":
+            target = ast.Tuple([ast.Name(n, ast.Store()) for n in names], ast.Store())
+            out.append(ast.Assign([target], self.read(plan.iterable_site)))
+        else:
+            for name, c in zip(names, comps):
+                out.append(_assign(name, self.expr(c, line)))
+        loads = [ast.Name(n, ast.Load()) for n in names]
+        k = ast.Name("_br_k", ast.Load())
+        if kind == "range":
+            seq = _call("range", *loads)
+            out.append(_assign(names[0], seq))
+            length = _call("len", ast.Name(names[0], ast.Load()))
+            element = ast.Subscript(ast.Name(names[0], ast.Load()), k, ast.Load())
+        elif kind == "enumerate":
+            length = _call("len", loads[0])
+            start = loads[1] if len(loads) > 1 else ast.Constant(0)
+            element = ast.Tuple([ast.BinOp(start, ast.Add(), k),
+                                 ast.Subscript(loads[0], k, ast.Load())], ast.Load())
+        elif kind == "zip":
+            length = _call("min", *[_call("len", x) for x in loads])
+            element = ast.Tuple([ast.Subscript(x, k, ast.Load()) for x in loads], ast.Load())
+        else:
+            length = _call("len", loads[0])
+            element = ast.Subscript(loads[0], k, ast.Load())
+        count = self.read(plan.count_site) if plan.count_site else length
+        body = [ast.Assign([self.target(s.target, line)], element)]
+        body += self.backward_block(s.body)
+        body += self.backward_keep(plan.keep_iter, plan.keep_iter_site)
+        out.append(ast.For(ast.Name("_br_k", ast.Store()),
+                           _call("range", ast.BinOp(count, ast.Sub(), ast.Constant(1)),
+                                 ast.Constant(-1), ast.Constant(-1)), body, []))
+        out += self.backward_keep(plan.keep_entry, plan.keep_entry_site)
+        return _at(out, line)
+
+    # ---- whole functions
+
+    def build(self):
+        an = self.an
+        params = list(an.params)
+        sites = an.sites
+        fwd_body = [_assign(f"_br_s{s.index}", ast.Attribute(
+            ast.Subscript(ast.Name("_br_T", ast.Load()), ast.Constant(s.index), ast.Load()),
+            "append", ast.Load())) for s in sites]
+        if an.entry_keep:
+            fwd_body.append(self.push(an.entry_site, _tuple_of(an.entry_keep)))
+        fwd_body += self.forward_block(an.body)
+        forward = ast.FunctionDef(
+            name="forward", args=_args(["_br_T"] + params), body=fwd_body, decorator_list=[],
+            returns=None, type_params=[])
+
+        bwd_body = [] if self.invert_mode else [_assign(f"_br_p{s.index}", ast.Attribute(
+            ast.Subscript(ast.Name("_br_T", ast.Load()), ast.Constant(s.index), ast.Load()),
+            "pop", ast.Load())) for s in sites]
+        bwd_body += self.backward_block(an.body)
+        if an.entry_keep:
+            bwd_body.append(ast.Assign([_tuple_of(an.entry_keep, ast.Store)],
+                                       self.read(an.entry_site)))
+        bwd_body.append(ast.Return(ast.Tuple([_name(p) for p in params], ast.Load())))
+        backward = ast.FunctionDef(
+            name="backward", args=_args(["_br_T"] + [pyname(r) for r in an.results]
+                                        + [pyname(h) for h in an.held]),
+            body=bwd_body, decorator_list=[], returns=None, type_params=[])
+
+        factory = ast.FunctionDef(
+            name="_br_factory", args=_args(list(self.consts)),
+            body=[forward, backward, ast.Return(ast.Tuple(
+                [ast.Name("forward", ast.Load()), ast.Name("backward", ast.Load())], ast.Load()))],
+            decorator_list=[], returns=None, type_params=[])
+        module = ast.Module([factory], [])
+        _at([factory], self.fn.firstlineno)
+        code = compile(module, self.fn.filename, "exec")
+        factory_code = next(c for c in code.co_consts if isinstance(c, types.CodeType))
+        make = types.FunctionType(factory_code, self.pyfunc.__globals__)
+        fwd, bwd = make(*self.consts.values())
+        return fwd, bwd, module
+
+
+def _updated_params(func):
+    """Parameters a user function applies augmented assignments to."""
+    from .lift import lift
+    from .analysis import mutated
+    if not user_function_effects(func)[1]:
+        return []
+    fn = lift(func)
+    return sorted(mutated(fn.body) & set(fn.params + fn.kwonly))
+
+
+def _plain(e):
+    """A guard expression evaluated in the forward run, where old values are current."""
+    return _map_expr(e, lambda x: ir.Name(x.id[1:]) if isinstance(x, ir.Name)
+                     and x.id.startswith("\0") else x)
+
+
+def _args(names):
+    return ast.arguments(posonlyargs=[], args=[ast.arg(n) for n in names], vararg=None,
+                         kwonlyargs=[], kw_defaults=[], kwarg=None, defaults=[])
+
+
+def _at(stmts, line):
+    """Give generated statements the source line they undo (tracebacks point there)."""
+    for st in stmts:
+        for node in ast.walk(st):
+            if isinstance(node, (ast.stmt, ast.expr, ast.excepthandler, ast.arg, ast.keyword)) \
+                    and not hasattr(node, "lineno"):
+                node.lineno = node.end_lineno = line or 1
+                node.col_offset = node.end_col_offset = 0
+    return stmts
+
+
+def generate(an: Analysis, pyfunc, invert_mode=False):
+    """Compile the analysis: returns (forward, backward, module_ast)."""
+    return Generator(an, pyfunc, invert_mode).build()
