@@ -465,6 +465,13 @@ def swap(a, b):
     return a, b
 
 
+@case((INT, INT, COUNT), invertible=True, exact=True, zero_tape=True)
+def fib_pair(a, b, n):
+    for i in range(n):
+        a, b = b, a + b
+    return a, b
+
+
 @case((INT, INT, INT), invertible=True, exact=True, zero_tape=True)
 def rotate3(a, b, c):
     a, b, c = b, c, a

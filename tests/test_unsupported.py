@@ -8,6 +8,7 @@ import inspect
 import os
 import types
 
+import numpy as np
 import pytest
 
 import bytrev
@@ -164,6 +165,40 @@ def prints_on_a_path_not_taken(x):
     return y
 
 
+# Also listed as unsupported in README.md: `out=`, methods that change their object, and
+# called functions that store into their array arguments.
+
+
+def calls_with_out(a, b):
+    c = a + b
+    np.add(a, b, out=a)  # <- unsupported
+    return c
+
+
+def calls_append(a, b):
+    vals = [a.sum()]
+    vals.append(b.sum())  # <- unsupported
+    return vals[0]
+
+
+def calls_sort(a, b):
+    keys = [3.0, 1.0, 2.0]
+    keys.sort()  # <- unsupported
+    return a + keys[0]
+
+
+def _store_first(a, v):
+    a[0] = v  # <- helper store
+
+
+def calls_mutating_helper(a, b):
+    c = b * 2.0
+    _store_first(a, 1.0)  # <- unsupported
+    return c
+
+
+ARRAY_CASES = [calls_with_out, calls_append, calls_sort]
+
 CASES = [
     uses_try_except,
     uses_try_finally,
@@ -217,6 +252,31 @@ def test_generators_and_coroutines_are_unsupported(f):
     err = raise_unsupported(f)
     check_error(err, f)
     assert err.line in {marked_line(f), def_line(f)}, (err.line, str(err))
+
+
+@pytest.mark.parametrize("f", ARRAY_CASES, ids=lambda f: f.__name__)
+def test_mutating_calls_are_unsupported(f):
+    a = np.array([1.0, 2.0, 3.0])
+    before = a.copy()
+    with pytest.raises(bytrev.UnsupportedError) as info:
+        bytrev.reversible(f).forward(a, np.array([0.5, 0.5, 0.5]))
+    check_error(info.value, f)
+    assert info.value.line == marked_line(f), (info.value.line, str(info.value))
+    assert np.array_equal(a, before), "f's body ran before the error"
+
+
+def test_called_function_storing_into_its_argument_is_unsupported():
+    a = np.array([1.0, 2.0, 3.0])
+    with pytest.raises(bytrev.UnsupportedError) as info:
+        bytrev.reversible(calls_mutating_helper).forward(a, 2.0)
+    err = info.value
+    assert isinstance(err, BytrevError)
+    # Either the call in the function (preferred) or the store inside the helper.
+    lines, start = inspect.getsourcelines(_store_first)
+    helper_line = start + next(i for i, t in enumerate(lines) if "# <- helper store" in t)
+    assert err.line in {marked_line(calls_mutating_helper), helper_line}, (err.line, str(err))
+    assert "calls_mutating_helper" in str(err) or "_store_first" in str(err)
+    assert np.array_equal(a, [1.0, 2.0, 3.0]), "f's body ran before the error"
 
 
 def test_unsupported_error_is_raised_for_inverse_too():
