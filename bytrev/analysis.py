@@ -658,16 +658,16 @@ class Analyzer:
                 for tname, elt in zip(targets, elements):
                     if occurrences(elt, var) != 1:
                         continue
-                    others = ir.names_read(elt) - {var}
-                    # every other leaf must be known: unchanged, or an old value recovered.
-                    if any(o in tset and o not in recovered for o in others) or any(
-                            o not in tset and o not in after and o not in recovered for o in others):
-                        continue
+                    # In `elt`, targets and lost variables stand for their old values.
                     guards = []
-                    expr = invert(_substitute_old(elt, recovered | (others & tset)), var,
+                    expr = invert(_substitute_old(elt, (tset | set(lost)) - {var}), var,
                                   ir.Name(tname), guards)
                     if expr is None:
                         continue
+                    olds = {n.id[1:] for g in [expr, *guards] for n in ir.walk(g)
+                            if isinstance(n, ir.Name) and n.id.startswith("\0")}
+                    if not olds <= recovered:
+                        continue  # needs an old value not recovered yet
                     guards = [g for g in guards if not _known_nonzero(g)]
                     plan.recover.append((var, expr))
                     if guards:
@@ -787,10 +787,15 @@ class Analyzer:
         return before
 
     def _loop(self, s, after, extra, targets, body_stmts):
-        """Fixpoint of the header need set H = after ∪ extra ∪ (need(body, H) - targets)."""
+        """Fixpoint of the header need set H = after ∪ extra ∪ (need(body, H) - targets).
+
+        The backward run sets a `for` loop's target from the sequence at the start of
+        each reversed iteration, so inside the body it is available like any kept value
+        (unless the body rebinds it)."""
         header = set(after) | extra
+        available = targets - assigned(body_stmts)
         while True:
-            need_body = self.block(body_stmts, header, header)
+            need_body = self.block(body_stmts, header | available, header | available)
             new = header | (need_body - targets)
             if new == header:
                 return header, need_body
