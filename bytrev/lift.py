@@ -287,11 +287,21 @@ class _State:
     """The abstract machine state of one path: stack, emitted statements, the line of
     the statement being built, and whether we are inside a comprehension body."""
 
-    def __init__(self, stack, comp=False):
+    def __init__(self, stack, comp=False, frozen=frozenset()):
         self.stack = stack
         self.stmts = []
         self.line = None
         self.comp = comp
+        self.frozen = frozen  # ids of values computed before an enclosing branch
+
+
+class _NeedSpill(Exception):
+    """An arm of an If needs a value computed before the branch (ident: its id) to be
+    assigned to a temporary before the If: it would otherwise be evaluated after the
+    test (a call), or after a statement of the arm rebinds it (a name)."""
+
+    def __init__(self, ident):
+        self.ident = ident
 
 
 class _NotCondition(Exception):
@@ -647,6 +657,8 @@ class _Lifter:
         n = len(stack) if upto is None else upto
         for k in range(n):
             v = stack[k]
+            if id(v) in st.frozen and (not _trivial(v) or (names and ir.names_read(v) & names)):
+                raise _NeedSpill(id(v))
             if isinstance(v, _InPlace):
                 stack[k] = self._inplace_to_temp(st, v)
             elif isinstance(v, _Iter):
@@ -668,6 +680,8 @@ class _Lifter:
         body only holds structure, evaluated as one expression: nothing to spill.)"""
         if not st.comp:
             self.spill(st, names=frozenset(rebinds))
+        if st.frozen:
+            self.check_frozen(st.frozen, _stmt_exprs(stmt))
         self._append(st, stmt)
 
     def _append(self, st, stmt, reset=True):
@@ -819,7 +833,7 @@ class _Lifter:
             test, out = _negate(c), t
         else:
             raise self.error("while loop of an unexpected shape", line)
-        x = _State(list(out.stack), st.comp)
+        x = _State(list(out.stack), st.comp, st.frozen)
         if self.edge(out.blk, None, self.loop_region(L), x) is None:
             raise self.error("while loop of an unexpected shape", line)
         return _ContinueTest(test, x.stmts, line)
@@ -830,7 +844,7 @@ class _Lifter:
         R = self.loop_region(L)
         if L.kind == "while":
             self.spill(st)
-            body = _State(list(st.stack), st.comp)
+            body = _State(list(st.stack), st.comp, st.frozen)
             self.walk(L.header, END, R, body)
             self.emit(st, ir.While(ir.Const(True), body.stmts, line))
             return
@@ -842,7 +856,7 @@ class _Lifter:
             self.spill(st, upto=len(st.stack) - 1)
         it.started = True
         item = _ForItem()
-        body = _State(list(st.stack) + [item], comp)
+        body = _State(list(st.stack) + [item], comp, st.frozen)
         body.line = None
         self.walk(L.body_entry, END, R, body)
         st.stack.pop()  # the iterator, exhausted
@@ -1025,57 +1039,59 @@ class _Lifter:
             c, t, f = self.extend_cond(c, t, f, used, R)
         join = self.ipdom(R, blk)
         line = st.line
+        nbase = 0
+        while nbase < min(len(t.stack), len(f.stack)) and t.stack[nbase] is f.stack[nbase]:
+            nbase += 1
+        # Values pending below the branch (and a kept condition) were computed before
+        # the test: an arm must not evaluate them after it (see _NeedSpill).
+        mine = {id(v) for v in t.stack[:nbase] + ([c] if keeps else [])
+                if not isinstance(v, (_Marker, ir.Const))}
         for attempt in (0, 1):
-            at, rt = self._arm(t, join, R, st)
-            af, rf = self._arm(f, join, R, st)
-            nbase = 0
-            while (nbase < min(len(t.stack), len(f.stack)) and t.stack[nbase] is f.stack[nbase]):
-                nbase += 1
-            pure = rt and rf and not at.stmts and not af.stmts
-            if attempt == 1 or pure or st.comp:
-                break
-            # Statements in the arms: values pending below the branch (and a kept
-            # condition) must be evaluated before them, so spill and walk again.
-            pending = [v for v in t.stack[:nbase] + ([c] if keeps else [])
-                       if not isinstance(v, _Marker) and not isinstance(v, ir.Const)]
-            if not pending:
-                break
-            repl = {}
-            st.stack = list(t.stack[:nbase])
+            try:
+                return self._if_arms(c, t, f, nbase, join, R, st, mine, line)
+            except _NeedSpill as exc:
+                if attempt or exc.ident not in mine:
+                    raise
+            # Spill them before the If and walk the arms again.
+            st.stack, repl = list(t.stack[:nbase]), {}
             for k, v in enumerate(st.stack):
-                if not isinstance(v, _Marker) and not isinstance(v, ir.Const):
+                if id(v) in mine:
                     tmp = self.new_temp()
                     self._append(st, ir.Assign(tmp, v), reset=False)
                     repl[id(v)] = tmp
-            if keeps:
+            if keeps and id(c) in mine:
                 tmp = self.new_temp()
                 self._append(st, ir.Assign(tmp, c), reset=False)
-                repl[id(c)] = tmp
-                c = tmp
+                repl[id(c)] = c = tmp
             t = _Edge(t.blk, [repl.get(id(v), v) for v in t.stack])
             f = _Edge(f.blk, [repl.get(id(v), v) for v in f.stack])
-        st.line = line
-        base = list(t.stack[:nbase])
+            mine = set()
+            st.line = line
 
-        if pure:
+    def _if_arms(self, c, t, f, nbase, join, R, st, mine, line):
+        frozen = st.frozen | mine
+        at, rt = self._arm(t, join, R, st, frozen)
+        af, rf = self._arm(f, join, R, st, frozen)
+        st.line = line
+        if rt and rf and not at.stmts and not af.stmts:
+            # Pure arms: the values they leave become IfExp / and / or expressions.
             ts, fs = at.stack, af.stack
             if len(ts) != len(fs):
                 raise self.error("conditional expression of an unexpected shape", line)
             diffs = [k for k in range(len(ts)) if ts[k] is not fs[k]]
             if not diffs:
-                if not _trivial(c):
-                    st.stack = list(ts)
-                    self.emit(st, ir.If(c, [], [], line))
                 st.stack = list(ts)
+                if not _trivial(c):
+                    self.emit(st, ir.If(c, [], [], line))
                 return join
             if (len(diffs) == 1 or _trivial(c)) and not any(
                     isinstance(ts[k], _Marker) or isinstance(fs[k], _Marker) for k in diffs):
                 merged = list(ts)
                 for k in diffs:
+                    self.check_frozen(frozen, [v for v in (ts[k], fs[k]) if v is not c])
                     merged[k] = _ifexp(c, ts[k], fs[k])
                 st.stack = merged
                 return join
-
         # Statement form: values the arms leave for the join go through temporaries.
         reaching = [a for a, r in ((at, rt), (af, rf)) if r]
         result = None
@@ -1090,21 +1106,34 @@ class _Lifter:
                     continue
                 if any(isinstance(v, _Marker) for v in vals):
                     raise self.error("conditional expression of an unexpected shape", line)
+                self.check_frozen(frozen, vals)
                 tmp = self.new_temp()
                 for a in reaching:
                     a.stmts.append(ir.Assign(tmp, a.stack[k], line))
                 result[k] = tmp
-        st.stack = base
+        st.stack = list(t.stack[:nbase])
         self.emit(st, ir.If(c, at.stmts, af.stmts, line))
         if not reaching:
             return None
         st.stack = result
         return join
 
-    def _arm(self, e, join, R, st):
-        a = _State(list(e.stack), st.comp)
+    def _arm(self, e, join, R, st, frozen):
+        a = _State(list(e.stack), st.comp, frozen)
         reached = self.walk(e.blk, join, R, a, jumped=True)
         return a, reached
+
+    def check_frozen(self, frozen, exprs):
+        """Raise _NeedSpill if an arm's statement evaluates a value computed before
+        the branch (other than a constant or a variable)."""
+        if not frozen:
+            return
+        for e in exprs:
+            if isinstance(e, _Marker) or e is None:
+                continue
+            for node in ir.walk(e):
+                if id(node) in frozen and not _trivial(node):
+                    raise _NeedSpill(id(node))
 
     # ------------------------------------------------------------------ the whole function
     def run(self) -> list:
@@ -1113,6 +1142,19 @@ class _Lifter:
         if self.walk(self.entry, END, R, st):
             raise self.error("control flow falling off the end of the code")
         return _finish(st.stmts)
+
+
+def _stmt_exprs(s):
+    """The expressions a statement evaluates itself (not those of nested statements)."""
+    if isinstance(s, (ir.Assign, ir.AugAssign)):
+        return [s.target, s.value]
+    if isinstance(s, (ir.ExprStmt, ir.Return, _Append)):
+        return [s.value]
+    if isinstance(s, (ir.If, ir.While)):
+        return [s.test]
+    if isinstance(s, ir.For):
+        return [s.target, s.iter]
+    return []
 
 
 def _ifexp(c, a, b):
@@ -1183,12 +1225,34 @@ def _store(lf, st, x, target):
         return
     if isinstance(v, _ForItem):
         v.target = target
+        st.line = None  # the loop header ends here; the body's first statement follows
         return
     if isinstance(v, _InPlace) and v.target == target:
+        if isinstance(target, ir.Subscript):
+            target = _unspill(st, target, v.value)
         stmt = ir.AugAssign(target, v.op, v.value)
     else:
         stmt = ir.Assign(target, lf.expr(st, v, x))
     lf.emit(st, stmt, rebinds=ir.target_names(target))
+
+
+def _unspill(st, target, value):
+    """`a[f(i)] += v`: CPython copies the container and the index (COPY), so they were
+    assigned to temporaries just before. An augmented assignment evaluates its target
+    once anyway, so put the expressions back: `a[f(i)] += v`, not `$1 = f(i); a[$1] += v`."""
+    temps = {n for n in ir.names_read(target) if n.startswith("$")}
+    if not temps or ir.names_read(value) & temps:
+        return target
+    subst = {}
+    while (st.stmts and isinstance(st.stmts[-1], ir.Assign) and isinstance(st.stmts[-1].target, ir.Name)
+           and st.stmts[-1].target.id in temps and st.stmts[-1].target.id not in subst):
+        a = st.stmts.pop()
+        subst[a.target.id] = a.value
+    if any(ir.names_read(v) & temps for v in st.stack if not isinstance(v, _Marker)):
+        for n, e in reversed(list(subst.items())):
+            st.stmts.append(ir.Assign(ir.Name(n), e))  # still needed: leave them
+        return target
+    return _substitute(target, {n: e for n, e in subst.items()}, names=True)
 
 
 def _fill(lf, st, x, slot, target):
@@ -1201,6 +1265,7 @@ def _fill(lf, st, x, slot, target):
         _fill(lf, st, x, u.parent, tup)
     elif isinstance(u.parent, _ForItem):
         u.parent.target = tup
+        st.line = None
     else:
         lf.emit(st, ir.Assign(tup, u.value), rebinds=ir.target_names(tup))
 
@@ -1497,16 +1562,18 @@ def _inline_listcomp(self, fn: ir.MakeFunction, it: _Iter, x):
 _Lifter.inline_listcomp = _inline_listcomp
 
 
-def _substitute(e, mapping):
-    """Replace FreeVar(n) by mapping[n] throughout an expression."""
-    if isinstance(e, ir.FreeVar):
+def _substitute(e, mapping, names=False):
+    """Replace FreeVar(n) (or, with names=True, Name(n)) by mapping[n] in an expression."""
+    if isinstance(e, ir.FreeVar) and not names:
         return mapping.get(e.id, e)
-    if isinstance(e, (ir.Const, ir.Name, ir.Global, CodeType, str)) or e is None:
+    if isinstance(e, ir.Name) and names:
+        return mapping.get(e.id, e)
+    if isinstance(e, (ir.Const, ir.Name, ir.Global, ir.FreeVar, CodeType, str)) or e is None:
         return e
     if isinstance(e, tuple):
-        return tuple(_substitute(v, mapping) for v in e)
+        return tuple(_substitute(v, mapping, names) for v in e)
     if dataclasses.is_dataclass(e):
-        return dataclasses.replace(e, **{f.name: _substitute(getattr(e, f.name), mapping)
+        return dataclasses.replace(e, **{f.name: _substitute(getattr(e, f.name), mapping, names)
                                          for f in dataclasses.fields(e)})
     return e
 
@@ -1584,6 +1651,84 @@ def _rotated_while(s: ir.If):
     return None
 
 
+def _simplify_if(s: ir.If) -> list:
+    """Tidy one If whose arms are already tidy; returns the statements replacing it."""
+    # 3.12+ copy a small exit block (`return x`) into both arms: share it again.
+    b, o = s.body, s.orelse
+    n = 0
+    while n < min(len(b), len(o)) and _key(b[len(b) - 1 - n]) == _key(o[len(o) - 1 - n]):
+        n += 1
+    tail = []
+    if n and _terminates(b[len(b) - n:]):
+        tail = b[len(b) - n:]
+        s = ir.If(s.test, b[:len(b) - n], o[:len(o) - n], s.line)
+    merged = _as_ifexp(s)
+    if merged is not None:
+        return [merged] + tail
+    if not s.body and s.orelse:
+        s = ir.If(_negate(s.test), s.orelse, [], s.line)
+    w = _rotated_while(s)
+    if w is not None:
+        return _simplify(w) + tail
+    if _terminates(s.body) and s.orelse:
+        # `if c: ...return  else: rest`  ->  `if c: ...return` then `rest`
+        return [ir.If(s.test, s.body, [], s.line)] + s.orelse + tail
+    return [s] + tail
+
+
+def _as_ifexp(s: ir.If):
+    """`x = a if c else b` (or `return a if c else b`) that 3.12+ compiled into two
+    arms because the join was a duplicated exit: one assignment or return per arm, all
+    on the If's own line (an if statement has its arms on other lines)."""
+    if len(s.body) != 1 or len(s.orelse) != 1:
+        return None
+    a, b = s.body[0], s.orelse[0]
+    if type(a) is not type(b) or not isinstance(a, (ir.Assign, ir.Return)) or not (a.line == b.line == s.line):
+        return None
+    if isinstance(a, ir.Assign) and (_key(a.target) != _key(b.target) or not isinstance(a.target, ir.Name)):
+        return None
+    value = _factor(s.test, a.value, b.value)
+    if isinstance(a, ir.Assign):
+        return ir.Assign(a.target, value, s.line)
+    return ir.Return(value, s.line)
+
+
+_LEAVES = (ir.Const, ir.Name, ir.Global, ir.FreeVar, ir.ListComp, ir.MakeFunction)
+
+
+def _factor(c, x, y):
+    """`x if c else y`, with what x and y share moved outside: the duplicated tail of
+    `x * (2.0 if c else 0.5)` gives `x * 2.0` and `x * 0.5`, factored back. The shared
+    parts are trivial, so evaluating them outside the test changes nothing."""
+    if _trivial(c) and _key(y) == _key(c):
+        return ir.BoolOp("and", c, x)
+    if _trivial(c) and _key(x) == _key(c):
+        return ir.BoolOp("or", c, y)
+    if type(x) is type(y) and dataclasses.is_dataclass(x) and not isinstance(x, _LEAVES):
+        names = [f.name for f in dataclasses.fields(x)]
+        diff = [n for n in names if _key(getattr(x, n)) != _key(getattr(y, n))]
+        if len(diff) == 1 and all(_trivial_part(getattr(x, n)) for n in names if n != diff[0]):
+            a, b = getattr(x, diff[0]), getattr(y, diff[0])
+            if isinstance(a, tuple) and isinstance(b, tuple) and len(a) == len(b):
+                d = [i for i in range(len(a)) if _key(a[i]) != _key(b[i])]
+                if (len(d) == 1 and all(_trivial_part(a[i]) for i in range(len(a)) if i != d[0])
+                        and not isinstance(a[d[0]], tuple)):
+                    i = d[0]
+                    new = a[:i] + (_factor(c, a[i], b[i]),) + a[i + 1:]
+                    return dataclasses.replace(x, **{diff[0]: new})
+            elif not isinstance(a, (tuple, str)) and not isinstance(b, (tuple, str)):
+                return dataclasses.replace(x, **{diff[0]: _factor(c, a, b)})
+    return ir.IfExp(c, x, y)
+
+
+def _trivial_part(v):
+    if isinstance(v, str) or v is None:
+        return True
+    if isinstance(v, tuple):
+        return all(_trivial_part(i) for i in v)
+    return _trivial(v)
+
+
 def _simplify(stmts, loop_body=False) -> list:
     out = []
     for k, s in enumerate(stmts):
@@ -1594,18 +1739,8 @@ def _simplify(stmts, loop_body=False) -> list:
             out.extend(_simplify(s.orelse, loop_body=True))
             continue
         if isinstance(s, ir.If):
-            s = ir.If(s.test, _simplify(s.body), _simplify(s.orelse), s.line)
-            if not s.body and s.orelse:
-                s = ir.If(_negate(s.test), s.orelse, [], s.line)
-            w = _rotated_while(s)
-            if w is not None:
-                out.extend(_simplify(w))
-                continue
-            if _terminates(s.body) and s.orelse:
-                # `if c: ...return  else: rest`  ->  `if c: ...return` then `rest`
-                out.append(ir.If(s.test, s.body, [], s.line))
-                out.extend(s.orelse)
-                continue
+            out.extend(_simplify_if(ir.If(s.test, _simplify(s.body), _simplify(s.orelse), s.line)))
+            continue
         elif isinstance(s, ir.While):
             s = ir.While(s.test, _simplify(s.body, loop_body=True), s.line)
         elif isinstance(s, ir.For):
