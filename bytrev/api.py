@@ -6,6 +6,7 @@
 from __future__ import annotations
 
 import inspect
+from array import array
 import linecache
 import sys
 
@@ -57,7 +58,8 @@ class Reversible:
     def forward(self, *args, **kwargs):
         """Run `f(*args, **kwargs)`; return `(result, tape)`."""
         values = self._bind(args, kwargs)
-        containers = [bytearray() if s.kind == "bit" else [] for s in self._sites]
+        containers = [bytearray() if s.kind == "bit" else array("d") if s.kind == "stash" else []
+                      for s in self._sites]
         result = self._forward(containers, *values)
         return result, Tape(self, self._sites, containers, values)
 

@@ -54,6 +54,15 @@ def restore(current, old):
     return old
 
 
+def promote(containers, index, value):
+    """Turn a stash site's float array into a list holding `value` too; return the new
+    append method."""
+    values = list(containers[index])
+    values.append(value)
+    containers[index] = values
+    return values.append
+
+
 def nonzero(v) -> bool:
     if isinstance(v, (int, float, complex)):
         return v != 0
@@ -254,7 +263,19 @@ class Generator:
     # ---- tape access
 
     def push(self, site, value):
-        return _expr_stmt(ast.Call(ast.Name(f"_br_s{site.index}", ast.Load()), [value], []))
+        """Append to a site. Stash sites start as an array('d') (8 bytes per float, no
+        float objects kept alive); the first value that is not a float turns the site
+        into a list (`promote`)."""
+        append = ast.Name(f"_br_s{site.index}", ast.Load())
+        if site.kind != "stash":
+            return _expr_stmt(ast.Call(append, [value], []))
+        v = ast.Name("_br_v", ast.Load())
+        is_float = ast.Compare(
+            ast.Call(self.helper(type), [ast.NamedExpr(ast.Name("_br_v", ast.Store()), value)], []),
+            [ast.Is()], [self.helper(float)])
+        return ast.If(is_float, [_expr_stmt(ast.Call(append, [v], []))], [ast.Assign(
+            [ast.Name(f"_br_s{site.index}", ast.Store())],
+            self.call_helper(promote, ast.Name("_br_T", ast.Load()), ast.Constant(site.index), v))])
 
     def pop(self, site):
         return ast.Call(ast.Name(f"_br_p{site.index}", ast.Load()), [], [])

@@ -293,6 +293,8 @@ class _State:
         self.line = None
         self.comp = comp
         self.frozen = frozen  # ids of values computed before an enclosing branch
+        self.kept = None      # the test an and/or keeps on the stack, in its arms
+        self.kept_used = False
 
 
 class _NeedSpill(Exception):
@@ -498,9 +500,18 @@ class _Lifter:
             return cands[0] if cands else None
         live = [c for c in cands if not self.is_terminal(c)]
         if len(live) > 1:
-            raise self.error("loop with an else clause (or several exits)", self.term(loop.header).line,
+            raise self.error("loop with an else clause (or several exits)", self.loop_line(loop),
                              hint="move the else block after the loop, using a flag")
         return live[0] if live else None
+
+    def loop_line(self, loop):
+        """The line of the loop statement: FOR_ITER's, or the test at the bottom of a
+        rotated while loop (whose first block is the first statement of the body)."""
+        if loop.kind == "for":
+            return self.term(loop.header).line
+        latch = max((b for b in loop.header.preds if b in loop.body), key=lambda b: b.start,
+                    default=loop.header)
+        return self.term(latch).line
 
     def _check_exits(self, loop, allowed):
         for c in self._exit_candidates(loop):
@@ -681,7 +692,11 @@ class _Lifter:
         if not st.comp:
             self.spill(st, names=frozenset(rebinds))
         if st.frozen:
-            self.check_frozen(st.frozen, _stmt_exprs(stmt))
+            exprs = _stmt_exprs(stmt)
+            if st.kept is not None and isinstance(stmt, (ir.Return, ir.Assign)) and stmt.value is st.kept:
+                exprs = exprs[:-1]  # see _if_arms
+                st.kept_used = True
+            self.check_frozen(st.frozen, exprs)
         self._append(st, stmt)
 
     def _append(self, st, stmt, reset=True):
@@ -1046,33 +1061,43 @@ class _Lifter:
         # the test: an arm must not evaluate them after it (see _NeedSpill).
         mine = {id(v) for v in t.stack[:nbase] + ([c] if keeps else [])
                 if not isinstance(v, (_Marker, ir.Const))}
-        for attempt in (0, 1):
+        while True:
             try:
-                return self._if_arms(c, t, f, nbase, join, R, st, mine, line)
+                return self._if_arms(c, t, f, nbase, join, R, st, mine, line, keeps)
             except _NeedSpill as exc:
-                if attempt or exc.ident not in mine:
+                if exc.ident not in mine:
                     raise
-            # Spill them before the If and walk the arms again.
-            st.stack, repl = list(t.stack[:nbase]), {}
-            for k, v in enumerate(st.stack):
-                if id(v) in mine:
-                    tmp = self.new_temp()
-                    self._append(st, ir.Assign(tmp, v), reset=False)
-                    repl[id(v)] = tmp
-            if keeps and id(c) in mine:
-                tmp = self.new_temp()
-                self._append(st, ir.Assign(tmp, c), reset=False)
-                repl[id(c)] = c = tmp
-            t = _Edge(t.blk, [repl.get(id(v), v) for v in t.stack])
-            f = _Edge(f.blk, [repl.get(id(v), v) for v in f.stack])
-            mine = set()
-            st.line = line
+                # Spill it (and what was computed before it) before the If; walk again.
+                st.stack, repl = list(t.stack[:nbase]), {}
+                order = st.stack + ([c] if keeps else [])
+                upto = next(k for k, v in enumerate(order) if id(v) == exc.ident)
+                for k, v in enumerate(order[:upto + 1]):
+                    if id(v) in mine and (k == upto or not _trivial(v)):
+                        tmp = self.new_temp()
+                        self._append(st, ir.Assign(tmp, v), reset=False)
+                        repl[id(v)] = tmp
+                        mine.discard(id(v))
+                c = repl.get(id(c), c)
+                t = _Edge(t.blk, [repl.get(id(v), v) for v in t.stack])
+                f = _Edge(f.blk, [repl.get(id(v), v) for v in f.stack])
+                st.line = line
 
-    def _if_arms(self, c, t, f, nbase, join, R, st, mine, line):
+    def _if_arms(self, c, t, f, nbase, join, R, st, mine, line, keeps):
         frozen = st.frozen | mine
-        at, rt = self._arm(t, join, R, st, frozen)
-        af, rf = self._arm(f, join, R, st, frozen)
+        kept = c if keeps and id(c) in mine else None
+        at, rt = self._arm(t, join, R, st, frozen, kept)
+        af, rf = self._arm(f, join, R, st, frozen, kept)
         st.line = line
+        if at.kept_used or af.kept_used:
+            # 3.12+ copy `return <and/or value>` into both arms; one returns the kept
+            # test itself. Merge them back, or else the test must go to a temporary.
+            merged = _merge_duplicated(c, at.stmts, af.stmts, line) if not (rt or rf) else None
+            if merged is None:
+                raise _NeedSpill(id(c))
+            st.stack = list(t.stack[:nbase])
+            for stmt in merged:
+                self.emit(st, stmt)
+            return None
         if rt and rf and not at.stmts and not af.stmts:
             # Pure arms: the values they leave become IfExp / and / or expressions.
             ts, fs = at.stack, af.stack
@@ -1118,8 +1143,9 @@ class _Lifter:
         st.stack = result
         return join
 
-    def _arm(self, e, join, R, st, frozen):
+    def _arm(self, e, join, R, st, frozen, kept=None):
         a = _State(list(e.stack), st.comp, frozen)
+        a.kept = kept
         reached = self.walk(e.blk, join, R, a, jumped=True)
         return a, reached
 
@@ -1142,6 +1168,26 @@ class _Lifter:
         if self.walk(self.entry, END, R, st):
             raise self.error("control flow falling off the end of the code")
         return _finish(st.stmts)
+
+
+def _merge_duplicated(c, body, orelse, line):
+    """Arms ending in the same statements, after one assignment to the same name or one
+    return each, on one line: the statement of a conditional value whose exit block
+    CPython duplicated. Returns the statements with the value as an expression."""
+    n = 0
+    while n < min(len(body), len(orelse)) and _key(body[-1 - n]) == _key(orelse[-1 - n]):
+        n += 1
+    a, b = body[:len(body) - n], orelse[:len(orelse) - n]
+    if len(a) != 1 or len(b) != 1:
+        return None
+    a, b = a[0], b[0]
+    if type(a) is not type(b) or not isinstance(a, (ir.Return, ir.Assign)) or a.line != b.line:
+        return None
+    if isinstance(a, ir.Assign) and (not isinstance(a.target, ir.Name) or a.target != b.target):
+        return None
+    value = _ifexp(c, a.value, b.value)
+    first = ir.Return(value, a.line) if isinstance(a, ir.Return) else ir.Assign(a.target, value, a.line)
+    return [first] + body[len(body) - n:]
 
 
 def _stmt_exprs(s):

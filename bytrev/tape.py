@@ -2,8 +2,9 @@
 
 A tape has one container per *site* (a place in the reversible form that records
 something): branch bits, trip counts, or stashed values. Keeping sites apart makes the
-per-line breakdown free and lets each site use the most compact storage: bits are
-packed 8 to a byte, counts and floats go into typed arrays, anything else stays a list.
+per-line breakdown free and lets each site use compact storage: bits are packed 8 to a
+byte, counts and stashed floats live in typed arrays (8 bytes each), anything else in a
+list.
 """
 from __future__ import annotations
 
@@ -26,15 +27,11 @@ def _nbytes(value) -> int:
     return sys.getsizeof(value)
 
 
-def _compact(values: list):
-    """Store a site's values compactly: an array('d') / array('q') when they are all
-    Python floats / small ints (exact round trip), else the list itself."""
-    types = set(map(type, values))
-    if types == {float}:
-        return array("d", values)
-    if types == {int} and -2**63 <= min(values) and max(values) < 2**63:
-        return array("q", values)
-    return values
+def _compact(counts: list):
+    """Trip counts as an array('q') (8 bytes each) when they fit."""
+    if counts and -2**63 <= min(counts) and max(counts) < 2**63:
+        return array("q", counts)
+    return counts
 
 
 class Tape:
@@ -56,8 +53,10 @@ class Tape:
                 n = len(container)
                 packed = np.packbits(np.frombuffer(bytes(container), dtype=np.uint8))
                 self._bits[site.index] = (n, packed)
-            else:
+            elif site.kind == "count":
                 self._data[site.index] = _compact(container)
+            else:
+                self._data[site.index] = container  # array('d') of floats, or a list
 
     # ---- reading back
 
