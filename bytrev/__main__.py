@@ -32,7 +32,9 @@ def leapfrog(x, v, dt, n):
     return x, v
 
 
-def demo(out=sys.stdout) -> int:
+def demo(out=None) -> int:
+    out = out or sys.stdout
+
     def say(*a):
         print(*a, file=out)
 
@@ -63,7 +65,7 @@ def demo(out=sys.stdout) -> int:
     return 0
 
 
-def show(target: str, out=sys.stdout) -> int:
+def show(target: str, out=None) -> int:
     module_name, _, attr = target.partition(":")
     if not attr:
         print("usage: bytrev show module:function", file=sys.stderr)
@@ -71,7 +73,7 @@ def show(target: str, out=sys.stdout) -> int:
     obj = importlib.import_module(module_name)
     for part in attr.split("."):
         obj = getattr(obj, part)
-    api.show(obj, file=out)
+    api.show(obj, file=out or sys.stdout)
     return 0
 
 

@@ -226,6 +226,7 @@ class Generator:
         arguments in place get a run-time check."""
         def rewrite(x):
             if isinstance(x, ir.MakeFunction):
+                self.check_closure(x, line)
                 return ir.Call(ir.Const(make_function), (
                     ir.Const(self.pyfunc.__globals__), ir.Const(x.code), ir.Tuple(x.defaults),
                     ir.Dict(tuple(ir.Const(k) for k, _ in x.kwdefaults),
@@ -242,6 +243,19 @@ class Generator:
                             return ir.Call(ir.Const(wrapper), x.args, x.kwargs)
             return x
         return _map_expr(e, rewrite)
+
+    def check_closure(self, mf, line):
+        """The new function's cells snapshot the captured values, which matches CPython
+        only if those variables are never rebound: check that."""
+        counts = _binding_counts(self.fn.body)
+        for p in self.fn.params + self.fn.kwonly:
+            counts[p] = counts.get(p, 0) + 1
+        for name in mf.closure:
+            if counts.get(name, 0) > 1:
+                raise UnsupportedError(
+                    f"a closure over {name}, which is assigned more than once",
+                    function=self.fn.qualname, filename=self.fn.filename, line=line,
+                    hint=f"pass {name} to the inner function as an argument instead")
 
     def expr(self, e, line=0):
         cx = ir.AstContext(local=pyname, constant=self.const,
@@ -624,6 +638,29 @@ class Generator:
         make = types.FunctionType(factory_code, self.pyfunc.__globals__)
         fwd, bwd = make(*self.consts.values())
         return fwd, bwd, module
+
+
+def _binding_counts(stmts, counts=None) -> dict:
+    """How many statements bind each local variable (a loop's body counts as many)."""
+    counts = {} if counts is None else counts
+    for s in stmts:
+        names = set()
+        if isinstance(s, ir.Assign):
+            names = ir.target_names(s.target)
+        elif isinstance(s, ir.AugAssign) and isinstance(s.target, ir.Name):
+            names = {s.target.id}
+        elif isinstance(s, (ir.For, ir.While)):
+            names = ir.target_names(s.target) if isinstance(s, ir.For) else set()
+            inner = _binding_counts(s.body)
+            for n in set(inner) | names:
+                counts[n] = counts.get(n, 0) + 2  # bound again on every iteration
+            continue
+        elif isinstance(s, ir.If):
+            _binding_counts(s.body, counts)
+            _binding_counts(s.orelse, counts)
+        for n in names:
+            counts[n] = counts.get(n, 0) + 1
+    return counts
 
 
 def _updated_params(func):

@@ -1,0 +1,152 @@
+"""The API around the reversible form: show, the command line, errors, caching."""
+import math
+
+import numpy as np
+import pytest
+
+import bytrev
+from bytrev.__main__ import branchy, leapfrog, main
+
+
+def test_show_marks_each_statement_with_how_it_is_undone(capsys):
+    text = bytrev.show(branchy)
+    assert capsys.readouterr().out.strip() == text.strip()
+    lines = text.splitlines()
+    row = {key: next(l for l in lines if key in l) for key in (
+        "if x > 0.5", "x = x * 0.7", "x = x * 1.3", "for i in range(n)")}
+    assert "1 bit" in row["if x > 0.5"]
+    assert "stash" in row["x = x * 0.7"]
+    assert "inverse: x = (x - 0.05) / 1.3" in row["x = x * 1.3"]
+    assert row["x = x * 1.3"].rstrip().endswith("-")  # no tape cost
+    assert "recomputed" in row["for i in range(n)"]
+
+
+def test_show_command_prints_the_reversible_form(capsys):
+    assert main(["show", "bytrev.__main__:leapfrog"]) == 0
+    out = capsys.readouterr().out
+    assert "inverse: x = x - dt * v" in out
+    assert "tape sites: 0" in out
+
+
+def test_show_command_reports_bytrev_errors(capsys):
+    assert main(["show", "tests.test_api:uses_print"]) == 1
+    err = capsys.readouterr().err
+    assert "print" in err and "uses_print" in err
+
+
+def uses_print(x):
+    print(x)
+    return x
+
+
+def test_demo_round_trips(capsys):
+    assert main(["demo"]) == 0
+    out = capsys.readouterr().out
+    assert "identical to calling it: True" in out
+    errors = [float(l.rsplit(" ", 1)[1]) for l in out.splitlines() if "round-trip error" in l]
+    assert len(errors) == 2 and max(errors) < 1e-12
+
+
+def test_tape_from_another_function_is_rejected():
+    def f(x):
+        return x + 1.0
+
+    def g(x):
+        return x + 2.0
+
+    _, tape = bytrev.reversible(f).forward(1.0)
+    with pytest.raises(bytrev.TapeMismatchError):
+        bytrev.reversible(g).backward(3.0, tape)
+
+
+def test_reversible_form_is_cached():
+    assert bytrev.reversible(branchy) is bytrev.reversible(branchy)
+    assert bytrev.inverse(leapfrog) is bytrev.inverse(leapfrog)
+
+
+def test_closure_over_a_reassigned_variable_is_unsupported():
+    def outer(x):
+        y = x * 2.0
+        def inner(z):
+            return z + y
+        y = 5.0  # the closure would see this in CPython
+        return inner(3.0)
+
+    with pytest.raises(bytrev.UnsupportedError) as e:
+        bytrev.reversible(outer)
+    assert "closure over y" in str(e.value)
+
+
+def test_closure_over_a_fixed_variable_matches_cpython():
+    def outer(x, w):
+        scale = w * 2.0
+        def inner(z):
+            return z * scale + 1.0
+        return inner(x) + inner(1.0)
+
+    r = bytrev.reversible(outer)
+    y, tape = r.forward(1.5, 0.25)
+    assert y == outer(1.5, 0.25)
+    assert r.backward(y, tape) == (1.5, 0.25)
+
+
+def test_inverse_checks_its_arity():
+    def f(x, k):
+        return x * 2.0 + k
+
+    g = bytrev.inverse(f)
+    assert g(f(3.0, 1.0), 1.0) == 3.0
+    with pytest.raises(TypeError, match="takes 2 arguments"):
+        g(7.0)
+
+
+def test_multiplying_by_a_runtime_zero_is_stashed_not_divided():
+    def f(x, k):
+        x = x * k
+        return x
+
+    r = bytrev.reversible(f)
+    y, tape = r.forward(3.0, 0.0)
+    assert r.backward(y, tape) == (3.0, 0.0)
+    assert tape.nstashed == 1
+    y, tape = r.forward(3.0, 2.0)
+    assert tape.nstashed == 0 and r.backward(y, tape) == (3.0, 2.0)
+    with pytest.raises(bytrev.NotInvertibleError, match="zero"):
+        bytrev.inverse(f)(0.0, 0.0)
+
+
+def test_backward_restores_a_rebound_array_argument_in_place():
+    def f(a):
+        a[0] += 1.0
+        a = a * 2.0
+        return a
+
+    a = np.array([1.0, 2.0, 3.0])
+    original = a.copy()
+    r = bytrev.reversible(f)
+    y, tape = r.forward(a)
+    assert not np.array_equal(a, original)  # f changed the caller's array
+    (back,) = r.backward(y, tape)
+    assert back is a and np.array_equal(a, original)
+
+
+def test_call_updating_an_array_argument_inside_a_helper_is_refused_at_run_time():
+    def helper(v):
+        v += 1.0
+        return v
+
+    def f(x):
+        return helper(x) * 2.0
+
+    r = bytrev.reversible(f)
+    assert r.forward(1.0)[0] == 4.0  # numbers: `v += 1` rebinds, nothing changes in place
+    with pytest.raises(bytrev.UnsupportedError, match="updates its argument v in place"):
+        r.forward(np.ones(3))
+
+
+def test_sqrt_of_sum_of_squares_of_dead_values_is_stashed():
+    def norm(x, y):
+        return math.sqrt(x * x + y * y)
+
+    with pytest.raises(bytrev.NotInvertibleError):
+        bytrev.inverse(norm)
