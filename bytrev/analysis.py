@@ -303,6 +303,9 @@ PURE_BUILTINS = {
 }
 PURE_MODULES = ("numpy", "math", "cmath", "scipy", "operator", "bytrev")
 IMPURE_MODULES = ("numpy.random", "random", "time", "os", "sys", "secrets", "uuid")
+# Functions (NumPy's, mostly) that write into an argument.
+MUTATING_FUNCTIONS = {"shuffle", "copyto", "put", "place", "putmask", "fill_diagonal",
+                      "put_along_axis", "setitem", "iadd", "isub", "imul", "itruediv"}
 MUTATING_METHODS = {
     "append", "extend", "insert", "pop", "remove", "clear", "update", "setdefault", "popitem",
     "sort", "reverse", "fill", "put", "itemset", "resize", "partition", "setfield",
@@ -379,6 +382,10 @@ class Context:
             return CallInfo("pure")  # a local holding a callable: see README, limitations
         if isinstance(obj, types.FunctionType) and not _module_of(obj).startswith(PURE_MODULES):
             return CallInfo("user", obj)
+        name = getattr(obj, "__name__", "")
+        if name in MUTATING_FUNCTIONS or (name in MUTATING_METHODS and not isinstance(obj, type)):
+            raise self.error(f"a call to {name} (it changes its argument in place)", line,
+                             "build a new value instead, or call it outside the function")
         mod = _module_of(obj)
         if mod.startswith(IMPURE_MODULES) or mod == "numpy.random.mtrand":
             return CallInfo("impure", obj)
@@ -591,7 +598,11 @@ class Analyzer:
         if isinstance(s, ir.AugAssign):
             return self.aug_assign(s, after)
         if isinstance(s, ir.ExprStmt):
-            self.plans[id(s)] = None  # pure (checked): nothing to undo
+            if not self.cx.is_pure(s.value, s.line):
+                raise self.cx.error(f"the statement `{ir.unparse(s.value)}` (a call made for its "
+                                    "side effect)", s.line,
+                                    "bytrev cannot undo side effects; move it outside the function")
+            self.plans[id(s)] = None  # pure: nothing to undo
             return set(after)
         if isinstance(s, ir.If):
             return self.if_(s, after, loop_need)

@@ -13,7 +13,7 @@ import sys
 import numpy as np
 
 from . import ir
-from .analysis import AssignPlan, AugPlan, IfPlan, LoopPlan, StoreItemPlan, analyze, assigned
+from .analysis import analyze, assigned, mutated
 from .codegen import generate
 from .errors import NotInvertibleError, UnsupportedError
 from . import lift as _lift_module
@@ -49,6 +49,7 @@ class Reversible:
         self._signature = inspect.signature(f)
         self._held_index = [params.index(h) for h in held]
         self._sites = self.analysis.sites
+        self._changes_in_place = bool(mutated(self.ir.body))
 
     def _bind(self, args, kwargs):
         bound = self._signature.bind(*args, **kwargs)
@@ -58,6 +59,8 @@ class Reversible:
     def forward(self, *args, **kwargs):
         """Run `f(*args, **kwargs)`; return `(result, tape)`."""
         values = self._bind(args, kwargs)
+        if self._changes_in_place:
+            _refuse_aliased_arrays(self.ir, values)
         containers = [bytearray() if s.kind == "bit" else array("d") if s.kind == "stash" else []
                       for s in self._sites]
         result = self._forward(containers, *values)
@@ -82,6 +85,19 @@ class Reversible:
 
     def show(self) -> str:
         return _format(self.analysis, "reversible form")
+
+
+def _refuse_aliased_arrays(fn, values):
+    """bytrev undoes `a[i] += b[j]` by `a[i] -= b[j]`, which is wrong when a and b are
+    the same memory: refuse array arguments that overlap when f changes arrays in place."""
+    arrays = [(p, v) for p, v in zip(fn.params + fn.kwonly, values) if isinstance(v, np.ndarray)]
+    for i, (p, a) in enumerate(arrays):
+        for q, b in arrays[i + 1:]:
+            if np.may_share_memory(a, b):
+                raise UnsupportedError(
+                    f"arguments {p} and {q} that share memory", function=fn.qualname,
+                    filename=fn.filename, line=fn.firstlineno,
+                    hint=f"{fn.name} changes arrays in place; pass a copy, e.g. {q}.copy()")
 
 
 def reversible(f) -> Reversible:

@@ -426,8 +426,10 @@ class Generator:
             out.append(_assign(name, value))
             names.append(name)
         if plan.iterable == "stash":
-            out.append(self.push(plan.iterable_site,
-                                 ast.Tuple([ast.Name(n, ast.Load()) for n in names], ast.Load())))
+            # The body changes the sequence, so keep a copy of it as the loop found it.
+            out.append(self.push(plan.iterable_site, ast.Tuple(
+                [self.call_helper(copy_value, ast.Name(n, ast.Load())) for n in names],
+                ast.Load())))
         if kind == "seq":
             iterable = ast.Name(names[0], ast.Load())
         else:

@@ -150,3 +150,24 @@ def test_sqrt_of_sum_of_squares_of_dead_values_is_stashed():
 
     with pytest.raises(bytrev.NotInvertibleError):
         bytrev.inverse(norm)
+
+
+def test_overlapping_array_arguments_are_refused_when_f_changes_arrays():
+    def f(a, b):
+        a[0] += b[0]
+        return a
+
+    x = np.ones(3)
+    with pytest.raises(bytrev.UnsupportedError, match="share memory"):
+        bytrev.reversible(f).forward(x, x)
+    y, tape = bytrev.reversible(f).forward(x, np.ones(3))
+    assert bytrev.reversible(f).backward(y, tape)[0][0] == 1.0
+
+
+def test_shuffle_is_refused():
+    def f(a):
+        np.random.shuffle(a)
+        return a
+
+    with pytest.raises(bytrev.UnsupportedError, match="shuffle"):
+        bytrev.reversible(f)
