@@ -200,18 +200,19 @@ def normalise(code) -> list[Ins]:
                 emit("CALL", arg)
         elif name == "LOAD_FAST":
             # 3.13 loads a closure cell with LOAD_FAST (LOAD_CLOSURE became a pseudo-op).
-            emit("LOAD_CLOSURE" if PY >= (3, 13) and arg in cells else "LOAD_FAST", _name(arg))
+            name = _name(arg)
+            emit("LOAD_CLOSURE" if PY >= (3, 13) and name in cells else "LOAD_FAST", name)
         elif name == "LOAD_CLOSURE":
             emit("LOAD_CLOSURE", _name(arg))
         elif name == "LOAD_FAST_LOAD_FAST":
-            emit("LOAD_FAST", arg[0])
-            emit("LOAD_FAST", arg[1])
+            emit("LOAD_FAST", _name(arg[0]))
+            emit("LOAD_FAST", _name(arg[1]))
         elif name == "STORE_FAST_STORE_FAST":
-            emit("STORE_FAST", arg[0])
-            emit("STORE_FAST", arg[1])
+            emit("STORE_FAST", _name(arg[0]))
+            emit("STORE_FAST", _name(arg[1]))
         elif name == "STORE_FAST_LOAD_FAST":
-            emit("STORE_FAST", arg[0])
-            emit("LOAD_FAST", arg[1])
+            emit("STORE_FAST", _name(arg[0]))
+            emit("LOAD_FAST", _name(arg[1]))
         elif name in ("STORE_FAST", "LOAD_FAST_AND_CLEAR", "DELETE_FAST"):
             emit(name, _name(arg))
         elif name in ("LOAD_DEREF", "STORE_DEREF", "DELETE_DEREF"):

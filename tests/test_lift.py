@@ -596,6 +596,16 @@ def kwonly_nested(x):
     return h(1), h(1, k=5), h(2, m=3)
 
 
+@case(FLOAT, FLOAT)
+def closure_over_local(x, w):
+    scale = w * 2.0
+    def inner(z):
+        return z * scale + 1.0
+    r = inner(x)
+    scale = 5.0  # the closure sees the new value
+    return r + inner(1.0)
+
+
 @case(INT, INT)
 def closure_in_loop(x, n):
     fs = []
