@@ -33,7 +33,9 @@ import types
 from dataclasses import dataclass, field
 
 from . import ir
-from .errors import UnsupportedError
+from .errors import NotInvertibleError, UnsupportedError
+
+_INVERTING: set = set()  # user functions whose inverse is being built (recursion guard)
 
 # --------------------------------------------------------------------------- plans
 
@@ -475,40 +477,47 @@ def occurrences(e, name) -> int:
     return sum(1 for sub in ir.walk(e) if isinstance(sub, ir.Name) and sub.id == name)
 
 
-def invert(e, name, acc, guards):
+def invert(e, name, acc, guards, user_inverse=lambda call: None):
     """Given that expression `e` evaluated to `acc`, an expression for the value of the
     variable `name` (which occurs exactly once in `e`), or None when no inverse step
-    exists. Appends to `guards` the expressions that must be nonzero."""
+    exists. Appends to `guards` the expressions that must be nonzero. `user_inverse(call)`
+    gives the inverse of a called user function whose first argument holds `name`."""
+    def go(sub, sub_acc):
+        return invert(sub, name, sub_acc, guards, user_inverse)
+
     if isinstance(e, ir.Name):
         return acc if e.id == name else None
     if isinstance(e, ir.UnaryOp) and e.op in ("-", "+", "~"):
-        return invert(e.operand, name, ir.UnaryOp(e.op, acc) if e.op != "+" else acc, guards)
+        return go(e.operand, ir.UnaryOp(e.op, acc) if e.op != "+" else acc)
     if isinstance(e, (ir.Tuple, ir.List)):
         for i, elt in enumerate(e.elts):
             if occurrences(elt, name):
-                return invert(elt, name, ir.Subscript(acc, ir.Const(i)), guards)
+                return go(elt, ir.Subscript(acc, ir.Const(i)))
         return None
+    if isinstance(e, ir.Call):
+        if not e.args or occurrences(e.args[0], name) != 1 or occurrences(e.func, name):
+            return None
+        g_inverse = user_inverse(e)
+        if g_inverse is None:
+            return None
+        return go(e.args[0], ir.Call(ir.Const(g_inverse), (acc, *e.args[1:])))
     if isinstance(e, ir.BinOp) and e.op in ("+", "-", "*", "/", "^"):
         in_left = occurrences(e.left, name) > 0
         this, other = (e.left, e.right) if in_left else (e.right, e.left)
         if e.op == "+":
-            return invert(this, name, ir.BinOp("-", acc, other), guards)
+            return go(this, ir.BinOp("-", acc, other))
         if e.op == "^":
-            return invert(this, name, ir.BinOp("^", acc, other), guards)
+            return go(this, ir.BinOp("^", acc, other))
         if e.op == "-":
-            inner = ir.BinOp("+", acc, other) if in_left else ir.BinOp("-", other, acc)
-            return invert(this, name, inner, guards)
+            return go(this, ir.BinOp("+", acc, other) if in_left else ir.BinOp("-", other, acc))
         if e.op == "*":
             guards.append(other)
             if isinstance(other, ir.Const) and type(other.value) is float:
-                return invert(this, name, ir.BinOp("/", acc, other), guards)
-            return invert(this, name, ir.Call(ir.Const(exact_divide), (acc, other)), guards)
+                return go(this, ir.BinOp("/", acc, other))
+            return go(this, ir.Call(ir.Const(exact_divide), (acc, other)))
         if e.op == "/":
-            if in_left:
-                guards.append(other)
-                return invert(this, name, ir.BinOp("*", acc, other), guards)
-            guards.append(other)  # other / d: d = other / acc, lost when other == 0
-            return invert(this, name, ir.BinOp("/", other, acc), guards)
+            guards.append(other)  # d / other: d = acc * other; other / d: d = other / acc
+            return go(this, ir.BinOp("*", acc, other) if in_left else ir.BinOp("/", other, acc))
     return None
 
 
@@ -672,7 +681,7 @@ class Analyzer:
                     # In `elt`, targets and lost variables stand for their old values.
                     guards = []
                     expr = invert(_substitute_old(elt, (tset | set(lost)) - {var}), var,
-                                  ir.Name(tname), guards)
+                                  ir.Name(tname), guards, self.user_inverse)
                     if expr is None:
                         continue
                     olds = {n.id[1:] for g in [expr, *guards] for n in ir.walk(g)
@@ -752,6 +761,27 @@ class Analyzer:
         plan.revive_site = self.revive(s, base, after)
         self.plans[id(s)] = plan
         return after | reads
+
+    def user_inverse(self, call):
+        """`inverse(g)` for a call `g(x, ...)` of a pure user function that needs no tape
+        and returns one value, so `x = inverse(g)(y, ...)`; None otherwise."""
+        if call.kwargs:
+            return None
+        info = self.cx.classify_call(call, 0)
+        if info.kind != "user" or not user_function_is_pure(info.obj) or \
+                info.obj in _INVERTING:
+            return None
+        from .api import inverse
+        _INVERTING.add(info.obj)
+        try:
+            g = inverse(info.obj)
+        except (NotInvertibleError, UnsupportedError):
+            return None
+        finally:
+            _INVERTING.discard(info.obj)
+        if g.k != 1 or len(call.args) != 1 + len(g.rest):
+            return None
+        return g
 
     def revive(self, s, base, after):
         """An in-place change to a variable that nothing reads afterwards (`b[0] = 1`
