@@ -398,43 +398,73 @@ class Generator:
         raise UnsupportedError(f"statement {type(s).__name__}", function=self.fn.qualname,
                                filename=self.fn.filename, line=line)
 
-    def loop_source(self, s):
-        """How a `for` loop's sequence is described: (kind, component exprs, extra)."""
-        it = s.iter
-        if isinstance(it, ir.Call) and not it.kwargs:
-            obj = self.cx.resolve(it.func)
-            if obj is range:
-                return "range", list(it.args)
-            if obj is enumerate and len(it.args) in (1, 2):
-                return "enumerate", list(it.args)
-            if obj is zip and it.args:
-                return "zip", list(it.args)
-        return "seq", [it]
+    def iteration(self, e):
+        """A `for` loop's iterable as a tree the backward run can index:
+        ('enumerate', sub, start, func) | ('zip', subs, func) | ('seq', expr); the
+        leaves are evaluated once, in Python's order, into temporaries."""
+        if isinstance(e, ir.Call) and not e.kwargs:
+            obj = self.cx.resolve(e.func)
+            if obj is enumerate and len(e.args) in (1, 2):
+                start = e.args[1] if len(e.args) == 2 else ir.Const(0)
+                return ("enumerate", self.iteration(e.args[0]), ("start", start), e.func)
+            if obj is zip and e.args:
+                return ("zip", [self.iteration(a) for a in e.args], e.func)
+        return ("seq", e)
+
+    @staticmethod
+    def leaves(tree):
+        if tree[0] == "seq":
+            return [tree]
+        if tree[0] == "enumerate":
+            return Generator.leaves(tree[1]) + [tree[2]]
+        return [leaf for sub in tree[1] for leaf in Generator.leaves(sub)]
+
+    def rebuild(self, tree, temps, line):
+        """The forward run's iterable, with leaves read from their temporaries."""
+        if tree[0] == "seq":
+            return temps[id(tree)]
+        if tree[0] == "enumerate":
+            return ast.Call(self.expr(tree[3], line), [self.rebuild(tree[1], temps, line),
+                                                       temps[id(tree[2])]], [])
+        return ast.Call(self.expr(tree[2], line),
+                        [self.rebuild(sub, temps, line) for sub in tree[1]], [])
+
+    @staticmethod
+    def length(tree, temps):
+        if tree[0] == "seq":
+            return _call("len", temps[id(tree)])
+        if tree[0] == "enumerate":
+            return Generator.length(tree[1], temps)
+        return _call("min", *[Generator.length(sub, temps) for sub in tree[1]])
+
+    @staticmethod
+    def element(tree, temps, k):
+        if tree[0] == "seq":
+            return ast.Subscript(temps[id(tree)], k, ast.Load())
+        if tree[0] == "enumerate":
+            return ast.Tuple([ast.BinOp(temps[id(tree[2])], ast.Add(), k),
+                              Generator.element(tree[1], temps, k)], ast.Load())
+        return ast.Tuple([Generator.element(sub, temps, k) for sub in tree[1]], ast.Load())
 
     def forward_for(self, s, plan):
         line = s.line
-        kind, comps = self.loop_source(s)
+        tree = self.iteration(s.iter)
         out = []
         if plan.keep_entry:
             out += self.push_vars(plan.keep_entry_site, plan.keep_entry)
-        names = []
-        for i, c in enumerate(comps):
+        temps = {}
+        for leaf in self.leaves(tree):
             name = self.fresh("it")
-            value = self.expr(c, line)
-            if kind in ("seq", "zip") or (kind == "enumerate" and i == 0):
+            value = self.expr(leaf[1], line)
+            if leaf[0] == "seq":
                 value = self.call_helper(sequence, value, ast.Constant((*self.where, line)))
             out.append(_assign(name, value))
-            names.append(name)
+            temps[id(leaf)] = ast.Name(name, ast.Load())
         if plan.iterable == "stash":
             # The body changes the sequence, so keep a copy of it as the loop found it.
             out.append(self.push(plan.iterable_site, ast.Tuple(
-                [self.call_helper(copy_value, ast.Name(n, ast.Load())) for n in names],
-                ast.Load())))
-        if kind == "seq":
-            iterable = ast.Name(names[0], ast.Load())
-        else:
-            iterable = ast.Call(self.expr(s.iter.func, line),
-                                [ast.Name(n, ast.Load()) for n in names], [])
+                [self.call_helper(copy_value, t) for t in temps.values()], ast.Load())))
+        iterable = self.rebuild(tree, temps, line)
         body = []
         n = None
         if plan.count_site:
@@ -562,33 +592,20 @@ class Generator:
 
     def backward_for(self, s, plan):
         line = s.line
-        kind, comps = self.loop_source(s)
+        tree = self.iteration(s.iter)
         out = self.backward_keep(plan.keep_exit, plan.keep_exit_site)
-        names = [self.fresh("it") for _ in comps]
+        leaves = self.leaves(tree)
+        names = [self.fresh("it") for _ in leaves]
+        temps = {id(leaf): ast.Name(n, ast.Load()) for leaf, n in zip(leaves, names)}
         if plan.iterable == "stash":
             target = ast.Tuple([ast.Name(n, ast.Store()) for n in names], ast.Store())
             out.append(ast.Assign([target], self.read(plan.iterable_site)))
         else:
-            for name, c in zip(names, comps):
-                out.append(_assign(name, self.expr(c, line)))
-        loads = [ast.Name(n, ast.Load()) for n in names]
+            for name, leaf in zip(names, leaves):
+                out.append(_assign(name, self.expr(leaf[1], line)))
         k = ast.Name("_br_k", ast.Load())
-        if kind == "range":
-            seq = _call("range", *loads)
-            out.append(_assign(names[0], seq))
-            length = _call("len", ast.Name(names[0], ast.Load()))
-            element = ast.Subscript(ast.Name(names[0], ast.Load()), k, ast.Load())
-        elif kind == "enumerate":
-            length = _call("len", loads[0])
-            start = loads[1] if len(loads) > 1 else ast.Constant(0)
-            element = ast.Tuple([ast.BinOp(start, ast.Add(), k),
-                                 ast.Subscript(loads[0], k, ast.Load())], ast.Load())
-        elif kind == "zip":
-            length = _call("min", *[_call("len", x) for x in loads])
-            element = ast.Tuple([ast.Subscript(x, k, ast.Load()) for x in loads], ast.Load())
-        else:
-            length = _call("len", loads[0])
-            element = ast.Subscript(loads[0], k, ast.Load())
+        length = self.length(tree, temps)
+        element = self.element(tree, temps, k)
         count = self.read(plan.count_site) if plan.count_site else length
         body = [ast.Assign([self.target(s.target, line)], element)]
         body += self.backward_block(s.body)

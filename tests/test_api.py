@@ -187,3 +187,28 @@ def test_inverse_goes_through_calls_to_invertible_user_functions():
     y, tape = bytrev.reversible(f).forward(2.0, 5)
     assert tape.nbytes == 0
     assert "inverse_of__affine_step" in bytrev.show(f)
+
+
+def test_loops_over_nested_enumerate_and_zip_run_backwards_without_a_tape():
+    def f(s, a, b):
+        for i, (u, v) in enumerate(zip(a, b), 1):
+            s = s + u * v * i
+        return s
+
+    a, b = np.array([1.0, 2.0, 3.0]), [0.5, -1.0, 2.0, 9.0]
+    r = bytrev.reversible(f)
+    y, tape = r.forward(0.25, a, b)
+    assert y == f(0.25, a, b) and tape.nbytes == 0
+    assert r.backward(y, tape)[0] == pytest.approx(0.25, abs=1e-14)
+    assert bytrev.inverse(f)(y, a, b) == pytest.approx(0.25, abs=1e-14)
+
+
+def test_iterating_over_a_generator_is_refused_with_its_line():
+    def f(x, n):
+        for v in (i * 2 for i in range(n)):
+            x = x + v
+        return x
+
+    with pytest.raises(bytrev.UnsupportedError) as e:
+        bytrev.reversible(f).forward(1.0, 3)
+    assert e.value.line == f.__code__.co_firstlineno + 1
