@@ -10,7 +10,6 @@ Medians of several runs, all in one process.
 from __future__ import annotations
 
 import argparse
-import math
 import statistics
 import sys
 import time
@@ -18,24 +17,7 @@ import time
 import numpy as np
 
 import bytrev
-from bytrev import api
-
-
-def branchy(x, n):
-    for i in range(n):
-        if x > 0.5:
-            x = x * 0.7 + 0.1 * math.sin(x)
-        else:
-            x = x * 1.3 + 0.05
-    return x
-
-
-def leapfrog(x, v, dt, n):
-    for step in range(n):
-        v = v - 0.5 * dt * (x - 0.5 * (np.roll(x, 1) + np.roll(x, -1)) + 0.1 * x ** 3)
-        x = x + dt * v
-        v = v - 0.5 * dt * (x - 0.5 * (np.roll(x, 1) + np.roll(x, -1)) + 0.1 * x ** 3)
-    return x, v
+from bytrev.__main__ import branchy, leapfrog  # the demo's examples
 
 
 def median_time(fn, repeat):

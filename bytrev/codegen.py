@@ -319,6 +319,11 @@ class Generator:
     def read(self, site):
         return self.fail(site) if self.invert_mode else self.pop(site)
 
+    def all_nonzero(self, exprs, line):
+        """`nonzero(e1) and nonzero(e2) ...`: the run-time guard of an inverse."""
+        tests = [self.call_helper(nonzero, self.expr(e, line)) for e in exprs]
+        return tests[0] if len(tests) == 1 else ast.BoolOp(ast.And(), tests)
+
     # ---- forward
 
     def forward_block(self, stmts):
@@ -333,9 +338,7 @@ class Generator:
         if isinstance(s, (ir.Assign, ir.Return)) and isinstance(plan, AssignPlan):
             out = []
             for var, (guards, site) in plan.guards.items():
-                test = ast.BoolOp(ast.And(), [self.call_helper(nonzero, self.expr(_plain(g), line))
-                                              for g in guards]) if len(guards) > 1 else \
-                    self.call_helper(nonzero, self.expr(_plain(guards[0]), line))
+                test = self.all_nonzero([_plain(g) for g in guards], line)
                 out.append(ast.If(ast.UnaryOp(ast.Not(), test), [self.push(site, _name(var))], []))
             if plan.stash:
                 out.append(self.push(plan.stash_site, _tuple_of(plan.stash)))
@@ -554,9 +557,7 @@ class Generator:
             value = self.expr(e, line)
             if var in plan.guards:
                 guards, site = plan.guards[var]
-                tests = [self.call_helper(nonzero, self.expr(g, line)) for g in guards]
-                test = tests[0] if len(tests) == 1 else ast.BoolOp(ast.And(), tests)
-                value = ast.IfExp(test, value, self.read(site))
+                value = ast.IfExp(self.all_nonzero(guards, line), value, self.read(site))
             out.append(_assign(pyname("\0" + var), value))
         for var in lost:
             out.append(ast.Assign([_name(var, ast.Store)], _name("\0" + var)))

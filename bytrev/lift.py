@@ -200,6 +200,8 @@ class _EndT:
 
 END = _EndT()  # the end of the current region
 
+SMALL_EXIT = 12  # instructions: exit blocks compared as possible copies of each other
+
 
 def _trivial(v) -> bool:
     """Whether evaluating `v` later instead of now cannot change anything: no calls, no
@@ -321,7 +323,7 @@ class _Lifter:
         self.ins = _bc.normalise(code)
         self.cur_line = code.co_firstlineno
         self.ntemp = 0
-        self.sandboxed = 0
+        self._terminal = {}
         self._build_cfg()
         self._find_loops()
 
@@ -344,6 +346,8 @@ class _Lifter:
                 leaders.add(x.target)
             if x.op in _bc.TERMINATORS and i + 1 < n:
                 leaders.add(i + 1)
+            if x.op == "FOR_ITER":  # a loop header is a block of its own
+                leaders.add(i)
         starts = sorted(leaders)
         self.blocks = []
         self.block_at = {}
@@ -437,6 +441,9 @@ class _Lifter:
         targets = {}
         for b, s in back:
             targets.setdefault(s.id, (s, []))[1].append(b)
+        for b in self.rpo:  # a for loop whose body never loops back is still a loop
+            if self.term(b).op == "FOR_ITER":
+                targets.setdefault(b.id, (b, []))
         self.loop_heads = {sid for sid in targets}  # conservative, while guards are found
         self.loops = {}
 
@@ -448,7 +455,10 @@ class _Lifter:
                 if x.id not in body:
                     body.add(x.id)
                     work.extend(x.preds)
-            end = max(s.end for s in srcs)
+            # ... plus the blocks laid out inside the loop (3.12+ copy exit blocks there)
+            end = max([s.end for s in srcs] + [h.end])
+            if self.term(h).op == "FOR_ITER":
+                end = max(end, self.term(h).target)
             for b in self.rpo:
                 if h.start <= b.start < end and self.dominates(h, b):
                     body.add(b.id)
@@ -542,18 +552,26 @@ class _Lifter:
 
     def is_terminal(self, b) -> bool:
         """Whether every path from b ends in a return without entering a loop."""
-        seen, work = set(), [b]
-        while work:
-            x = work.pop()
-            if x.id in seen:
-                continue
-            seen.add(x.id)
-            if x.id in self.loop_heads or self.term(x).op == "FOR_ITER":
-                return False
-            if not x.succs and self.term(x).op != "RETURN_VALUE":
-                return False
-            work.extend(x.succs)
-        return True
+        return self._terminal_size(b) is not None
+
+    def _terminal_size(self, b):
+        """The number of instructions reachable from b if b is terminal, else None."""
+        key = (b.id, frozenset(self.loop_heads))
+        if key not in self._terminal:
+            seen, work, size = set(), [b], 0
+            while work:
+                x = work.pop()
+                if x.id in seen:
+                    continue
+                seen.add(x.id)
+                size += x.end - x.start
+                if (x.id in self.loop_heads or self.term(x).op == "FOR_ITER"
+                        or (not x.succs and self.term(x).op != "RETURN_VALUE")):
+                    size = None
+                    break
+                work.extend(x.succs)
+            self._terminal[key] = size
+        return self._terminal[key]
 
     def _guarded_loop(self, g):
         """If block g is the top test of a rotated while loop, the loop's body block."""
@@ -939,7 +957,6 @@ class _Lifter:
         (terminator, state) or None."""
         saved = self.ntemp
         st = _State(list(stack), comp=True)
-        self.sandboxed += 1
         try:
             t = self.exec_block(blk, st)
             if st.stmts:
@@ -948,7 +965,6 @@ class _Lifter:
         except Exception:
             return None
         finally:
-            self.sandboxed -= 1
             self.ntemp = saved
 
     def _cond_block(self, blk, stack):
@@ -985,7 +1001,10 @@ class _Lifter:
             return len(a.stack) == len(b.stack) and all(
                 x is y or (not isinstance(x, _Marker) and not isinstance(y, _Marker) and x == y)
                 for x, y in zip(a.stack, b.stack))
-        if self.is_terminal(a.blk) and self.is_terminal(b.blk):
+        # Different blocks: the same if both are small copies of one exit block (CPython
+        # 3.12+ duplicate exit blocks of a few instructions).
+        na, nb = self._terminal_size(a.blk), self._terminal_size(b.blk)
+        if na is not None and nb is not None and na <= SMALL_EXIT and nb <= SMALL_EXIT:
             sa, sb = self._sandbox_terminal(a), self._sandbox_terminal(b)
             return sa is not None and sb is not None and _same_stmts(sa, sb)
         return False
@@ -1229,8 +1248,8 @@ def op_LOAD_CONST(lf, st, x):
 
 
 def op_LOAD_FAST(lf, st, x):
-    if x.arg == ".0" and lf.dot0 is not None:
-        _push(st, lf.dot0)  # 3.11 <listcomp>: the iterator argument
+    if x.arg == ".0":  # 3.11 <listcomp>: the iterator argument
+        _push(st, lf.dot0 if lf.dot0 is not None else _Iter(ir.Name(".0")))
     else:
         _push(st, ir.Name(x.arg))
 
