@@ -5,9 +5,10 @@ gives the arguments back), `inverse(f)` its inverse when it needs no tape, and `
 prints how each statement is undone. See README.md.
 """
 from .api import Inverse, Reversible, inverse, reversible, show
-from .errors import BytrevError, NotInvertibleError, TapeMismatchError, UnsupportedError
+from .errors import (BytrevError, NotInvertibleError, ReversalError, TapeMismatchError,
+                     UnsupportedError)
 from .tape import Tape
 
 __all__ = ["reversible", "inverse", "show", "Reversible", "Inverse", "Tape", "BytrevError",
-           "UnsupportedError", "NotInvertibleError", "TapeMismatchError"]
+           "UnsupportedError", "NotInvertibleError", "TapeMismatchError", "ReversalError"]
 __version__ = "0.1.0"

@@ -15,7 +15,7 @@ import numpy as np
 from . import ir
 from .analysis import analyze, assigned, mutated
 from .codegen import generate
-from .errors import NotInvertibleError, UnsupportedError
+from .errors import BytrevError, NotInvertibleError, ReversalError, UnsupportedError
 from . import lift as _lift_module
 from .tape import Tape
 
@@ -71,7 +71,7 @@ class Reversible:
         forward call as a tuple, one value per parameter in signature order."""
         containers = tape.containers_for_backward(self)
         held = [tape.args[i] for i in self._held_index]
-        restored = list(self._backward(containers, result, *held))
+        restored = list(_run_backward(self.ir, self._backward, containers, result, *held))
         for i, (original, value) in enumerate(zip(tape.args, restored)):
             # A changed array comes back into the object the caller passed.
             if isinstance(original, np.ndarray) and value is not original and \
@@ -85,6 +85,28 @@ class Reversible:
 
     def show(self) -> str:
         return _format(self.analysis, "reversible form")
+
+
+def _run_backward(fn, backward, *args):
+    try:
+        return backward(*args)
+    except BytrevError:
+        raise
+    except Exception as e:
+        line = _user_line(e, fn.filename)
+        raise ReversalError(
+            f"{fn.qualname} ({fn.filename}:{line}): running it backwards failed: "
+            f"{type(e).__name__}: {e}") from e
+
+
+def _user_line(exc, filename):
+    """The source line the backward run was undoing when `exc` was raised."""
+    tb, line = exc.__traceback__, "?"
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename == filename:
+            line = tb.tb_lineno
+        tb = tb.tb_next
+    return line
 
 
 def _refuse_aliased_arrays(fn, values):
@@ -157,7 +179,7 @@ class Inverse:
                             f"then {', '.join(self.rest) or 'nothing'}), got {len(values)}")
         outs, rest = values[:self.k], values[self.k:]
         held = [rest[i] for i in self._held_index]
-        params = self._backward([], *outs, *held)
+        params = _run_backward(self.ir, self._backward, [], *outs, *held)
         return params[0] if self.k == 1 else tuple(params[:self.k])
 
     def show(self) -> str:

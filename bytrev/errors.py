@@ -42,3 +42,9 @@ class NotInvertibleError(BytrevError, ValueError):
 
 class TapeMismatchError(BytrevError, ValueError):
     """`backward` was given a tape that another function or call produced."""
+
+
+class ReversalError(BytrevError, ArithmeticError):
+    """The backward run failed on values it was given: an inverse instruction does not
+    apply to their type (`s + "a"` on strings), or they are not what the forward run
+    produced (a tampered result or tape)."""

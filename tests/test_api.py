@@ -212,3 +212,14 @@ def test_iterating_over_a_generator_is_refused_with_its_line():
     with pytest.raises(bytrev.UnsupportedError) as e:
         bytrev.reversible(f).forward(1.0, 3)
     assert e.value.line == f.__code__.co_firstlineno + 1
+
+
+def test_a_backward_run_that_cannot_apply_an_inverse_says_where():
+    def f(s):
+        s = s + "a"
+        return s
+
+    r = bytrev.reversible(f)
+    y, tape = r.forward("b")
+    with pytest.raises(bytrev.ReversalError, match=r":%d\b.*TypeError" % (f.__code__.co_firstlineno + 1)):
+        r.backward(y, tape)
