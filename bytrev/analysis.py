@@ -177,6 +177,7 @@ class _Normalizer:
 
     def __init__(self):
         self.flags = []
+        self.renamed = 0
 
     def function_body(self, body):
         body = self._lift_returns(body, depth=0)
@@ -213,6 +214,26 @@ class _Normalizer:
                 out.append(s)
         return out
 
+    def _fixed_target(self, loop):
+        """The backward run sets a `for` target from the sequence before undoing each
+        iteration, so the body must not rebind it: `for t in s: t = ...` becomes
+        `for $tgtN in s: t = $tgtN; t = ...`."""
+        rebound = ir.target_names(loop.target) & assigned(loop.body)
+        renames = {}
+
+        def rename(t):
+            if isinstance(t, ir.Name) and t.id in rebound:
+                self.renamed += 1
+                renames[t.id] = f"$tgt{self.renamed}_{t.id}"
+                return ir.Name(renames[t.id])
+            if isinstance(t, ir.Tuple):
+                return ir.Tuple(tuple(rename(e) for e in t.elts))
+            return t
+
+        target = rename(loop.target)
+        copies = [ir.Assign(ir.Name(v), ir.Name(tmp), loop.line) for v, tmp in renames.items()]
+        return target, copies
+
     def _tails(self, stmts):
         out = []
         for i, s in enumerate(stmts):
@@ -229,7 +250,8 @@ class _Normalizer:
             if isinstance(s, ir.If):
                 s = ir.If(s.test, self._tails(s.body), self._tails(s.orelse), s.line)
             elif isinstance(s, ir.For):
-                s = ir.For(s.target, s.iter, self._tails(s.body), s.line)
+                target, copies = self._fixed_target(s)
+                s = ir.For(target, s.iter, copies + self._tails(s.body), s.line)
             elif isinstance(s, ir.While):
                 s = ir.While(s.test, self._tails(s.body), s.line)
             out.append(s)
@@ -676,8 +698,8 @@ class Analyzer:
                 if var in recovered:
                     continue
                 for tname, elt in zip(targets, elements):
-                    if occurrences(elt, var) != 1:
-                        continue
+                    if occurrences(elt, var) != 1 or tname not in after:
+                        continue  # (a target nobody needs later is not kept: no value to invert)
                     # In `elt`, targets and lost variables stand for their old values.
                     guards = []
                     expr = invert(_substitute_old(elt, (tset | set(lost)) - {var}), var,
@@ -846,18 +868,25 @@ class Analyzer:
         targets = ir.target_names(s.target)
         iter_reads = ir.names_read(s.iter)
         changed = assigned(s.body) | mutated(s.body)
-        recompute = not (iter_reads & changed) and not (iter_reads & targets) and \
-            self.cx.is_pure(s.iter, s.line)
-        header, need_body = self._loop(s, after, iter_reads if recompute else set(), targets,
-                                       s.body)
-        plan = LoopPlan(iterable="recompute" if recompute else "stash")
-        if not recompute:
-            plan.iterable_site = self.site((id(s), "iterable"), "stash", s.line,
-                                           f"the iterable `{ir.unparse(s.iter)}` changes inside "
-                                           "the loop, so it is kept")
-        if _loop_has_break(s.body):
+        if iter_reads & mutated(s.body):
+            mode = "element"  # the body changes the sequence: keep each element as read
+        elif iter_reads & (assigned(s.body) | targets) or not self.cx.is_pure(s.iter, s.line):
+            mode = "entry"  # keep the sequence the loop started from (a reference)
+        else:
+            mode = "recompute"
+        header, need_body = self._loop(s, after, iter_reads if mode == "recompute" else set(),
+                                       targets, s.body)
+        plan = LoopPlan(iterable=mode)
+        if mode != "recompute":
+            plan.iterable_site = self.site(
+                (id(s), "iterable"), "stash", s.line,
+                f"the loop changes what `{ir.unparse(s.iter)}` reads, so each element is "
+                "kept as it is read" if mode == "element" else
+                f"the loop rebinds what `{ir.unparse(s.iter)}` reads, so the sequence is kept")
+        if _loop_has_break(s.body) or mode == "element":
             plan.count_site = self.site((id(s), "count"), "count", s.line,
-                                        "the loop can `break`, so its trip count is recorded")
+                                        "the loop can `break`, so its trip count is recorded"
+                                        if mode != "element" else "the trip count is recorded")
         plan.keep_iter = sorted((header - targets) - need_body)
         plan.keep_exit = sorted(header - after - targets)
         before = (header - targets) | iter_reads | (targets & header)

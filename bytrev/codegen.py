@@ -463,12 +463,17 @@ class Generator:
                 value = self.call_helper(sequence, value, ast.Constant((*self.where, line)))
             out.append(_assign(name, value))
             temps[id(leaf)] = ast.Name(name, ast.Load())
-        if plan.iterable == "stash":
-            # The body changes the sequence, so keep a copy of it as the loop found it.
-            out.append(self.push(plan.iterable_site, ast.Tuple(
-                [self.call_helper(copy_value, t) for t in temps.values()], ast.Load())))
+        if plan.iterable == "entry":
+            out.append(self.push(plan.iterable_site, ast.Tuple(list(temps.values()), ast.Load())))
         iterable = self.rebuild(tree, temps, line)
         body = []
+        target = self.target(s.target, line)
+        if plan.iterable == "element":
+            # The body changes what the loop reads, so each element is kept as read.
+            element = self.fresh("e")
+            body += [self.push(plan.iterable_site, ast.Name(element, ast.Load())),
+                     ast.Assign([target], ast.Name(element, ast.Load()))]
+            target = ast.Name(element, ast.Store())
         n = None
         if plan.count_site:
             n = self.fresh("n")
@@ -477,7 +482,7 @@ class Generator:
         if plan.keep_iter:
             body += self.push_vars(plan.keep_iter_site, plan.keep_iter)
         body += self.forward_block(s.body)
-        out.append(ast.For(self.target(s.target, line), iterable, body, []))
+        out.append(ast.For(target, iterable, body, []))
         if n:
             out.append(self.push(plan.count_site, ast.Name(n, ast.Load())))
         if plan.keep_exit:
@@ -595,19 +600,21 @@ class Generator:
         line = s.line
         tree = self.iteration(s.iter)
         out = self.backward_keep(plan.keep_exit, plan.keep_exit_site)
-        leaves = self.leaves(tree)
-        names = [self.fresh("it") for _ in leaves]
-        temps = {id(leaf): ast.Name(n, ast.Load()) for leaf, n in zip(leaves, names)}
-        if plan.iterable == "stash":
-            target = ast.Tuple([ast.Name(n, ast.Store()) for n in names], ast.Store())
-            out.append(ast.Assign([target], self.read(plan.iterable_site)))
-        else:
-            for name, leaf in zip(names, leaves):
-                out.append(_assign(name, self.expr(leaf[1], line)))
         k = ast.Name("_br_k", ast.Load())
-        length = self.length(tree, temps)
-        element = self.element(tree, temps, k)
-        count = self.read(plan.count_site) if plan.count_site else length
+        if plan.iterable == "element":
+            element, count = self.read(plan.iterable_site), self.read(plan.count_site)
+        else:
+            leaves = self.leaves(tree)
+            names = [self.fresh("it") for _ in leaves]
+            temps = {id(leaf): ast.Name(n, ast.Load()) for leaf, n in zip(leaves, names)}
+            if plan.iterable == "entry":
+                out.append(ast.Assign([ast.Tuple([ast.Name(n, ast.Store()) for n in names],
+                                                 ast.Store())], self.read(plan.iterable_site)))
+            else:
+                for name, leaf in zip(names, leaves):
+                    out.append(_assign(name, self.expr(leaf[1], line)))
+            element = self.element(tree, temps, k)
+            count = self.read(plan.count_site) if plan.count_site else self.length(tree, temps)
         body = [ast.Assign([self.target(s.target, line)], element)]
         body += self.backward_block(s.body)
         body += self.backward_keep(plan.keep_iter, plan.keep_iter_site)
