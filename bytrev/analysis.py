@@ -567,26 +567,11 @@ def _known_nonzero(e) -> bool:
 
 
 def _substitute_old(e, names):
-    """Replace leaves that read variables in `names` by their recovered old values."""
-    if isinstance(e, ir.Name):
-        return old(e.id) if e.id in names else e
-    if isinstance(e, ir.Const) or not ir.children(e):
-        return e
-    if isinstance(e, ir.BinOp):
-        return ir.BinOp(e.op, _substitute_old(e.left, names), _substitute_old(e.right, names))
-    if isinstance(e, ir.UnaryOp):
-        return ir.UnaryOp(e.op, _substitute_old(e.operand, names))
-    if isinstance(e, ir.Call):
-        return ir.Call(_substitute_old(e.func, names),
-                       tuple(_substitute_old(a, names) for a in e.args),
-                       tuple((k, _substitute_old(v, names)) for k, v in e.kwargs))
-    if isinstance(e, ir.Subscript):
-        return ir.Subscript(_substitute_old(e.value, names), _substitute_old(e.index, names))
-    if isinstance(e, ir.Attribute):
-        return ir.Attribute(_substitute_old(e.value, names), e.attr)
-    if isinstance(e, (ir.Tuple, ir.List)):
-        return type(e)(tuple(_substitute_old(x, names) for x in e.elts))
-    return e
+    """Replace leaves that read variables in `names` by their recovered old values
+    (None when a comprehension reads one: it cannot be rewritten)."""
+    if any(isinstance(sub, ir.ListComp) and ir.names_read(sub) & names for sub in ir.walk(e)):
+        return None
+    return ir.map_expr(e, lambda x: old(x.id) if isinstance(x, ir.Name) and x.id in names else x)
 
 
 # --------------------------------------------------------------------------- the analysis
@@ -691,26 +676,23 @@ class Analyzer:
         lost = sorted((reads - after) | (reads & tset))
         plan = AssignPlan()
         recovered = set()
-        progress = True
-        while progress and elements is not None:
-            progress = False
-            for var in lost:
-                if var in recovered:
-                    continue
-                for tname, elt in zip(targets, elements):
-                    if occurrences(elt, var) != 1 or tname not in after:
-                        continue  # (a target nobody needs later is not kept: no value to invert)
-                    # In `elt`, targets and lost variables stand for their old values.
-                    guards = []
-                    expr = invert(_substitute_old(elt, (tset | set(lost)) - {var}), var,
-                                  ir.Name(tname), guards, self.user_inverse)
-                    if expr is None:
+        # Recover lost values by inverting an element. First using only values already
+        # recovered; then also values that will come from the stash (popped first), which
+        # are then pinned to the stash.
+        pinned = set()
+        for allow_stashed in (False, True):
+            progress = True
+            while progress and elements is not None:
+                progress = False
+                for var in lost:
+                    if var in recovered or var in pinned:
                         continue
-                    olds = {n.id[1:] for g in [expr, *guards] for n in ir.walk(g)
-                            if isinstance(n, ir.Name) and n.id.startswith("\0")}
-                    if not olds <= recovered:
-                        continue  # needs an old value not recovered yet
-                    guards = [g for g in guards if not _known_nonzero(g)]
+                    allowed = recovered | (set(lost) - recovered - {var} if allow_stashed
+                                           else set())
+                    found = self.recover(s, var, targets, elements, tset, lost, after, allowed)
+                    if found is None:
+                        continue
+                    expr, guards, olds = found
                     plan.recover.append((var, expr))
                     if guards:
                         site = self.site((id(s), "guard", var), "stash", s.line,
@@ -719,8 +701,8 @@ class Analyzer:
                         site.conditional = True
                         plan.guards[var] = (guards, site)
                     recovered.add(var)
+                    pinned |= olds - recovered
                     progress = True
-                    break
         plan.stash = [v for v in lost if v not in recovered]
         if plan.stash:
             what = ", ".join(self.show(v) for v in plan.stash)
@@ -734,6 +716,26 @@ class Analyzer:
             plan.how = "fresh value: nothing to undo"
         self.plans[id(s)] = plan
         return (after - tset) | reads
+
+    def recover(self, s, var, targets, elements, tset, lost, after, allowed):
+        """Invert one element of an assignment for the old value of `var`: returns
+        (expression, guards, old values it reads) or None."""
+        for tname, elt in zip(targets, elements):
+            if occurrences(elt, var) != 1 or tname not in after:
+                continue  # (a target nobody needs later is not kept: no value to invert)
+            # In `elt`, targets and lost variables stand for their old values.
+            marked = _substitute_old(elt, (tset | set(lost)) - {var})
+            if marked is None:
+                continue
+            guards = []
+            expr = invert(marked, var, ir.Name(tname), guards, self.user_inverse)
+            if expr is None:
+                continue
+            olds = {n.id[1:] for g in [expr, *guards] for n in ir.walk(g)
+                    if isinstance(n, ir.Name) and n.id.startswith("\0")}
+            if olds <= allowed:
+                return expr, [g for g in guards if not _known_nonzero(g)], olds
+        return None
 
     def aug_assign(self, s, after):
         reads_value = ir.names_read(s.value)

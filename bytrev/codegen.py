@@ -12,7 +12,6 @@ variables of a factory function, so the generated code runs with the user's own 
 from __future__ import annotations
 
 import ast
-import dataclasses
 import types
 
 import numpy as np
@@ -164,23 +163,6 @@ def _tuple_of(names, ctx=ast.Load):
     return ast.Tuple([_name(n, ctx) for n in names], ctx())
 
 
-def _map_expr(e, fn):
-    """Apply `fn` bottom-up to every sub-expression of an IR expression."""
-    if not dataclasses.is_dataclass(e) or isinstance(e, (ir.Const, ir.Name, ir.Global,
-                                                         ir.FreeVar)):
-        return fn(e)
-    changes = {}
-    for f in dataclasses.fields(e):
-        v = getattr(e, f.name)
-        if dataclasses.is_dataclass(v):
-            changes[f.name] = _map_expr(v, fn)
-        elif isinstance(v, tuple):
-            changes[f.name] = tuple(
-                (x[0], _map_expr(x[1], fn)) if isinstance(x, tuple) else
-                _map_expr(x, fn) if dataclasses.is_dataclass(x) else x for x in v)
-    return fn(dataclasses.replace(e, **changes))
-
-
 # --------------------------------------------------------------------------- generator
 
 
@@ -242,7 +224,7 @@ class Generator:
                             wrapper = checked_call(obj, params, (*self.where, line))
                             return ir.Call(ir.Const(wrapper), x.args, x.kwargs)
             return x
-        return _map_expr(e, rewrite)
+        return ir.map_expr(e, rewrite)
 
     def check_closure(self, mf, line):
         """The new function's cells snapshot the captured values, which matches CPython
@@ -702,7 +684,7 @@ def _updated_params(func):
 
 def _plain(e):
     """A guard expression evaluated in the forward run, where old values are current."""
-    return _map_expr(e, lambda x: ir.Name(x.id[1:]) if isinstance(x, ir.Name)
+    return ir.map_expr(e, lambda x: ir.Name(x.id[1:]) if isinstance(x, ir.Name)
                      and x.id.startswith("\0") else x)
 
 

@@ -22,6 +22,7 @@ people (`unparse`) and by the code generator.
 from __future__ import annotations
 
 import ast
+import dataclasses
 from dataclasses import dataclass, field
 from types import CodeType
 from typing import Callable, Union
@@ -305,6 +306,23 @@ def names_read(e: Expr) -> set:
     for c in children(e):
         out |= names_read(c)
     return out
+
+
+def map_expr(e: Expr, fn) -> Expr:
+    """Apply `fn` bottom-up to every sub-expression of `e`. A comprehension is passed to
+    `fn` whole (its names are its own scope's)."""
+    if isinstance(e, (Const, Name, Global, FreeVar, ListComp)):
+        return fn(e)
+    changes = {}
+    for f in dataclasses.fields(e):
+        v = getattr(e, f.name)
+        if dataclasses.is_dataclass(v):
+            changes[f.name] = map_expr(v, fn)
+        elif isinstance(v, tuple):
+            changes[f.name] = tuple(
+                (x[0], map_expr(x[1], fn)) if isinstance(x, tuple) else
+                map_expr(x, fn) if dataclasses.is_dataclass(x) else x for x in v)
+    return fn(dataclasses.replace(e, **changes))
 
 
 def target_names(t: Target) -> set:
