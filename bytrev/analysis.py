@@ -892,7 +892,9 @@ class Analyzer:
         plan.keep_iter = sorted((header - targets) - need_body)
         plan.keep_exit = sorted(header - after - targets)
         before = (header - targets) | iter_reads | (targets & header)
-        plan.keep_entry = sorted(targets & header)
+        # The loop reads its iterable once, on entry: what it read and the loop does not
+        # carry through (H) is kept then, like targets whose earlier value is needed.
+        plan.keep_entry = sorted((targets & header) | (iter_reads - header))
         self._loop_sites(s, plan)
         plan.how = ("trip count recorded" if plan.count_site else "trip count recomputed")
         self.plans[id(s)] = plan
