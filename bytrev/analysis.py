@@ -706,8 +706,13 @@ class Analyzer:
         plan.stash = [v for v in lost if v not in recovered]
         if plan.stash:
             what = ", ".join(self.show(v) for v in plan.stash)
+            over = [self.show(v) for v in plan.stash if v in tset]
+            last = [self.show(v) for v in plan.stash if v not in tset]
+            effect = " and ".join(
+                ([f"overwrites {', '.join(over)}"] if over else [])
+                + ([f"is the last use of {', '.join(last)}"] if last else []))
             plan.stash_site = self.site((id(s), "stash"), "stash", s.line,
-                                        f"`{ir.unparse(s)}` overwrites {what} and has no inverse")
+                                        f"`{ir.unparse(s)}` {effect} and has no inverse")
             plan.how = f"stash {what}"
         elif plan.recover:
             plan.how = "inverse: " + "; ".join(
