@@ -26,5 +26,12 @@ test:
 	  $(MAKE) --no-print-directory .venv-$$v/stamp && .venv-$$v/bin/python -m pytest || exit 1; \
 	done; [ $$found = 1 ] || { echo "no supported Python (3.11-3.13) found" >&2; exit 1; }
 
+# A long random-program campaign (the test suite runs a bounded one).
+fuzz:
+	@$(MAKE) --no-print-directory .venv-3.11/stamp && .venv-3.11/bin/python fuzz/reversal.py 0 10000
+
+bench:
+	@$(MAKE) --no-print-directory .venv-3.11/stamp && .venv-3.11/bin/python benchmarks/bench_foundation.py
+
 clean:
 	rm -rf .venv-* .pytest_cache .hypothesis

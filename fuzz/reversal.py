@@ -1,0 +1,196 @@
+"""Differential fuzzing of the reversible form on generated programs.
+
+    python fuzz/reversal.py [START] [COUNT]
+
+Each seed gives a random well-formed function `f(x, a, y, j)` (floats, an array, an int)
+built from assignments, augmented assignments, swaps, item updates, calls to helper
+functions, conditional expressions, list comprehensions, nested `if`/`for`/`while` with
+`break`/`continue`/`return`. Oracles, on a few inputs each:
+
+* `reversible(f).forward` returns exactly what calling `f` returns;
+* `backward(*forward(...))` gives the arguments back (arrays in the same objects);
+* when `inverse(f)` exists, it gives `x` back and restores the array;
+* building either raises only `UnsupportedError` / `NotInvertibleError`, never crashes.
+
+Prints each failure with its program and a summary line; exits 1 on any failure.
+"""
+from __future__ import annotations
+
+import linecache
+import math
+import random
+import sys
+import traceback
+
+import numpy as np
+
+import bytrev
+
+
+def helper(u, c):
+    return u * 1.25 + c
+
+
+def helper2(u, v):
+    return u * v - math.cos(u)
+
+
+VARS = ["x", "y", "z"]
+
+
+def _index(r):
+    return r.choice(["0", "1", "2", "i % 3", "-1", "j"])
+
+
+def _expr(r, depth=0):
+    c = r.random()
+    if depth > 2 or c < 0.3:
+        return r.choice(VARS + ["1.5", "0.25", f"a[{_index(r)}]", "t"])
+    if c < 0.4:
+        return f"helper({_expr(r, depth + 1)}, {_expr(r, depth + 1)})"
+    if c < 0.45:
+        return f"helper2({_expr(r, depth + 1)}, {_expr(r, depth + 1)})"
+    if c < 0.5:
+        return "a.sum()"
+    if c < 0.55:
+        return f"({_expr(r, depth + 1)} if {_expr(r, depth + 1)} > 0 else {_expr(r, depth + 1)})"
+    return f"({_expr(r, depth + 1)} {r.choice(['+', '-', '*', '+', '-'])} {_expr(r, depth + 1)})"
+
+
+def _indent(lines):
+    return ["    " + line for line in lines]
+
+
+def _stmt(r, depth, in_loop):
+    c = r.random()
+    v = r.choice(VARS)
+    if depth < 3 and c < 0.12:
+        cond = f"{_expr(r)} > {r.choice(['0', '1', 'x', 'a[0]'])}"
+        return ([f"if {cond}:"] + _indent(_block(r, depth + 1, in_loop))
+                + ["else:"] + _indent(_block(r, depth + 1, in_loop)))
+    if depth < 2 and c < 0.2:
+        it = r.choice(["range(3)", "range(j)", "a", "enumerate(a)", "zip(a, a[::-1])", "[x, y]"])
+        target = {"enumerate(a)": "i, t", "zip(a, a[::-1])": "t, i"}.get(
+            it, "t" if it in ("a", "[x, y]") else "i")
+        return [f"for {target} in {it}:"] + _indent(_block(r, depth + 1, True))
+    if depth < 2 and c < 0.25:
+        k = f"k{depth}"
+        return ([f"{k} = 0", f"while {k} < {r.randint(0, 3)}:", f"    {k} += 1"]
+                + _indent(_block(r, depth + 1, True)))
+    if in_loop and c < 0.29:
+        return [r.choice(["break", "continue"])]
+    if c < 0.31:
+        return [f"return {_expr(r)}"]
+    if c < 0.4:
+        return [f"{v} += {_expr(r)}"]
+    if c < 0.46:
+        return [f"a[{_index(r)}] += {_expr(r)}"]
+    if c < 0.5:
+        return [f"a[{_index(r)}] = {_expr(r)}"]
+    if c < 0.53:
+        return [f"a[0:2] *= {r.choice(['2.0', 'x', '0.5'])}"]
+    if c < 0.56:
+        return [f"a -= {_expr(r)}"]
+    if c < 0.6:
+        p, q = r.sample(VARS, 2)
+        return [f"{p}, {q} = {q}, {p}"]
+    if c < 0.66:
+        return [f"{v} = {v} * {r.choice(['0.5', '2.0', '-1.25', 'x', 'y'])} + {_expr(r)}"]
+    if c < 0.7:
+        return [f"{v} = helper({v}, {_expr(r)})"]
+    if c < 0.73:
+        return [f"b = [e * 2 for e in a if e > {_expr(r)}]", f"{v} = {v} + len(b)"]
+    if c < 0.76:
+        return [f"t = a[{_index(r)}] * 2"]
+    return [f"{v} = {_expr(r)}"]
+
+
+def _block(r, depth, in_loop):
+    out = []
+    for _ in range(r.randint(1, 3)):
+        out += _stmt(r, depth, in_loop)
+    return out
+
+
+def program(seed: int) -> str:
+    r = random.Random(seed)
+    body = (["z = 0.5", "t = 1.0", "i = 0"] + _block(r, 0, False)
+            + [r.choice(["return x + 2.0 * y + z", "return x"])])
+    return "def f(x, a, y, j):\n" + "\n".join(_indent(body)) + "\n"
+
+
+INPUTS = [(0.3, [0.5, -1.0, 2.0], 1.7, 2), (-1.1, [1.5, 0.25, -0.75], 0.4, 0),
+          (2.0, [0.0, 1.0, 3.0], -0.6, 3)]
+
+
+def _close(u, v, tol):
+    if isinstance(u, np.ndarray) or isinstance(v, np.ndarray):
+        return np.shape(u) == np.shape(v) and np.allclose(u, v, rtol=tol, atol=tol)
+    return abs(u - v) <= tol * max(1.0, abs(u))
+
+
+def check(seed: int, tol: float = 1e-9):
+    """None if the program passes every oracle, else a description of the failure."""
+    src = program(seed)
+    filename = f"<fuzz {seed}>"
+    linecache.cache[filename] = (len(src), None, src.splitlines(True), filename)
+    namespace = {"math": math, "helper": helper, "helper2": helper2}
+    exec(compile(src, filename, "exec"), namespace)
+    f = namespace["f"]
+    try:
+        r = bytrev.reversible(f)
+    except bytrev.UnsupportedError:
+        return None
+    except Exception:
+        return f"building reversible(f) crashed:\n{traceback.format_exc()}"
+    try:
+        g = bytrev.inverse(f)
+    except bytrev.NotInvertibleError:
+        g = None
+    except Exception:
+        return f"building inverse(f) crashed:\n{traceback.format_exc()}"
+    for x, a, y, j in INPUTS:
+        a = np.array(a)
+        try:
+            with np.errstate(all="raise"):
+                expected = f(x, a.copy(), y, j)
+        except Exception:
+            continue  # the program itself fails on this input
+        if not np.all(np.isfinite(expected)) or np.any(np.abs(expected) > 1e6):
+            continue  # rounding would swamp the comparison
+        given = a.copy()
+        try:
+            result, tape = r.forward(x, given, y, j)
+            if result != expected:
+                return f"forward gave {result!r}, f gave {expected!r} on {(x, a, y, j)}"
+            back = r.backward(result, tape)
+            if back[1] is not given:
+                return "backward did not restore the array argument in place"
+            if not all(_close(o, b, tol) for o, b in zip((x, a, y, j), back)):
+                return f"backward gave {back!r} for {(x, a, y, j)}"
+            if g is not None:
+                changed = a.copy()
+                x_back = g(f(x, changed, y, j), changed, y, j)
+                if not (_close(x_back, x, tol) and _close(changed, a, tol)):
+                    return f"inverse gave {x_back!r}, {changed!r} for {(x, a, y, j)}"
+        except Exception:
+            return f"{(x, a, y, j)}: {traceback.format_exc()}"
+    return None
+
+
+def main(argv=None) -> int:
+    argv = sys.argv[1:] if argv is None else argv
+    start = int(argv[0]) if argv else 0
+    count = int(argv[1]) if len(argv) > 1 else 500
+    failures = 0
+    for seed in range(start, start + count):
+        problem = check(seed)
+        if problem:
+            failures += 1
+            print(f"seed {seed}: {problem}\n{program(seed)}")
+    print(f"{count} programs, {failures} failed")
+    return 1 if failures else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
