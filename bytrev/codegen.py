@@ -280,10 +280,11 @@ class Generator:
         """Stash variables that may be unbound on this path (one entry per variable)."""
         out = []
         for n in names:
-            out.append(ast.Try(body=[self.push(site, _name(n))],
-                               handlers=[ast.ExceptHandler(ast.Name("NameError", ast.Load()), None,
-                                                           [self.push(site, self.helper_unbound())])],
-                               orelse=[], finalbody=[]))
+            out += [ast.Try(body=[_assign("_br_u", _name(n))],
+                            handlers=[ast.ExceptHandler(ast.Name("NameError", ast.Load()), None,
+                                                        [_assign("_br_u", self.helper_unbound())])],
+                            orelse=[], finalbody=[]),
+                    self.push(site, ast.Name("_br_u", ast.Load()))]
         return out
 
     def helper_unbound(self):
