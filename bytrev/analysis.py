@@ -32,6 +32,8 @@ import math
 import types
 from dataclasses import dataclass, field
 
+import numpy as np
+
 from . import ir
 from .errors import NotInvertibleError, UnsupportedError
 
@@ -544,15 +546,16 @@ def invert(e, name, acc, guards, user_inverse=lambda call: None):
 
 
 def exact_divide(y, c):
-    """Undo `x * c`: floor division when both are Python/NumPy integers, so integer
-    programs come back exactly; true division otherwise."""
-    if isinstance(y, int) and isinstance(c, int):
-        return y // c
-    yk = getattr(getattr(y, "dtype", None), "kind", "f" if isinstance(y, float) else "i")
-    ck = getattr(getattr(c, "dtype", None), "kind", "f" if isinstance(c, float) else "i")
-    if yk in "iu" and ck in "iu":
-        return y // c
-    return y / c
+    """Undo `x * c`: floor division when both are integers (Python, NumPy scalars or
+    integer arrays), so integer programs come back exactly; true division otherwise."""
+    return y // c if _integral(y) and _integral(c) else y / c
+
+
+def _integral(v) -> bool:
+    if isinstance(v, (int, np.integer)):
+        return True
+    dtype = getattr(v, "dtype", None)
+    return dtype is not None and dtype.kind in "iub"
 
 
 def _known_nonzero(e) -> bool:

@@ -88,3 +88,18 @@ def test_a_parameter_overwritten_before_use_is_not_invertible():
         bytrev.inverse(dead_copy_then_overwrite)
     line = dead_copy_then_overwrite.__code__.co_firstlineno + 3
     assert f"line {line}: `x = x` overwrites x and has no inverse" in str(e.value)
+
+
+def test_dividing_back_is_floor_division_only_for_integers():
+    # `x * c` was undone by floor division for any non-float type, Fractions included.
+    from fractions import Fraction
+
+    def f(x, c):
+        x = (x + 1) * c
+        return x
+
+    g = bytrev.inverse(f)
+    assert g(f(Fraction(3, 10), Fraction(1, 2)), Fraction(1, 2)) == Fraction(3, 10)
+    assert g(f(7, 3), 3) == 7 and isinstance(g(f(7, 3), 3), int)
+    a = np.array([4, 5, 6])
+    assert np.array_equal(g(f(a.copy(), 3), 3), a)
