@@ -17,6 +17,7 @@ from .analysis import analyze, assigned, mutated
 from .codegen import generate
 from .errors import BytrevError, NotInvertibleError, ReversalError, UnsupportedError
 from . import lift as _lift_module
+from . import scalars
 from .tape import Tape
 
 _CACHE: dict = {}
@@ -50,6 +51,7 @@ class Reversible:
         self._held_index = [params.index(h) for h in held]
         self._sites = self.analysis.sites
         self._changes_in_place = bool(mutated(self.ir.body))
+        self._specialised = {}  # argument types -> forward run (see _forward_for)
 
     def _bind(self, args, kwargs):
         bound = self._signature.bind(*args, **kwargs)
@@ -63,8 +65,23 @@ class Reversible:
             _refuse_aliased_arrays(self.ir, values)
         containers = [bytearray() if s.kind == "bit" else array("d") if s.kind == "stash" else []
                       for s in self._sites]
-        result = self._forward(containers, *values)
+        result = self._forward_for(values)(containers, *values)
         return result, Tape(self, self._sites, containers, values)
+
+    def _forward_for(self, values):
+        """The forward run specialised to the arguments' scalar types: where a stashed
+        value is provably a Python float it goes to the tape without a type check."""
+        key = tuple(map(type, values))
+        forward = self._specialised.get(key)
+        if forward is None:
+            types = [scalars.type_name(v) for v in values]
+            if "float" not in types or len(self._specialised) >= 32:
+                return self._forward
+            floats = scalars.FloatVars(self.analysis.body, self.analysis.params, types,
+                                       self.analysis.context)
+            forward = generate(self.analysis, self.function, floats=floats)[0]
+            self._specialised[key] = forward
+        return forward
 
     def backward(self, result, tape):
         """Run the reversible form backwards from `result`; return the arguments of the

@@ -167,8 +167,10 @@ def _tuple_of(names, ctx=ast.Load):
 
 
 class Generator:
-    def __init__(self, an: Analysis, pyfunc, invert_mode: bool):
+    def __init__(self, an: Analysis, pyfunc, invert_mode: bool, floats=None):
         self.an = an
+        self.floats = floats  # scalars.FloatVars for one argument signature, or None
+        self.known_floats = frozenset()  # variables holding floats where code is emitted
         self.fn = an.function
         self.cx = an.context
         self.pyfunc = pyfunc
@@ -263,7 +265,7 @@ class Generator:
         float objects kept alive); the first value that is not a float turns the site
         into a list (`promote`)."""
         append = ast.Name(f"_br_s{site.index}", ast.Load())
-        if site.kind != "stash":
+        if site.kind != "stash" or self.is_known_float(value):
             return _expr_stmt(ast.Call(append, [value], []))
         v = ast.Name("_br_v", ast.Load())
         is_float = ast.Compare(
@@ -276,16 +278,32 @@ class Generator:
     def pop(self, site):
         return ast.Call(ast.Name(f"_br_p{site.index}", ast.Load()), [], [])
 
+    def is_known_float(self, value) -> bool:
+        return isinstance(value, ast.Name) and any(
+            value.id == pyname(v) for v in self.known_floats)
+
     def push_vars(self, site, names):
         """Stash variables that may be unbound on this path (one entry per variable)."""
         out = []
         for n in names:
+            if n in self.known_floats:
+                out.append(self.push(site, _name(n)))
+                continue
             out += [ast.Try(body=[_assign("_br_u", _name(n))],
                             handlers=[ast.ExceptHandler(ast.Name("NameError", ast.Load()), None,
                                                         [_assign("_br_u", self.helper_unbound())])],
                             orelse=[], finalbody=[]),
                     self.push(site, ast.Name("_br_u", ast.Load()))]
         return out
+
+    def push_loop_vars(self, site, names):
+        """Like push_vars, inside or after a loop, where the types known before the loop
+        may no longer hold."""
+        known, self.known_floats = self.known_floats, frozenset()
+        try:
+            return self.push_vars(site, names)
+        finally:
+            self.known_floats = known
 
     def helper_unbound(self):
         return ast.Name(self.const(UNBOUND), ast.Load())
@@ -318,6 +336,8 @@ class Generator:
     def forward_stmt(self, s):
         plan = self.an.plans.get(id(s))
         line = s.line
+        self.known_floats = self.floats.floats_before.get(id(s), frozenset()) \
+            if self.floats else frozenset()
         if isinstance(s, (ir.Assign, ir.Return)) and isinstance(plan, AssignPlan):
             out = []
             for var, (guards, site) in plan.guards.items():
@@ -344,7 +364,9 @@ class Generator:
             out = []
             if plan.dying:
                 out.append(self.push(plan.dying_site, _tuple_of(plan.dying)))
-            old = self.call_helper(copy_value, self.expr(s.target, line))
+            old = (_name(s.target.id) if isinstance(s.target, ir.Name)
+                   and s.target.id in self.known_floats
+                   else self.call_helper(copy_value, self.expr(s.target, line)))
             if plan.guard is not None:
                 out.append(ast.If(ast.UnaryOp(ast.Not(), self.call_helper(
                     nonzero, self.expr(plan.guard, line))), [self.push(plan.guard_site, old)], []))
@@ -359,9 +381,11 @@ class Generator:
             return _at([_expr_stmt(self.expr(s.value, line))], line)
         if isinstance(s, ir.If):
             arms = []
+            known = self.known_floats
             for bit, arm, keep, site in ((1, s.body, plan.keep_body, plan.keep_body_site),
                                          (0, s.orelse, plan.keep_orelse, plan.keep_orelse_site)):
                 pre = [self.push(plan.bit_site, ast.Constant(bit))] if plan.bit_site else []
+                self.known_floats = known  # keeps are taken on entry to the arm
                 if keep:
                     pre += self.push_vars(site, keep)
                 arms.append(pre + self.forward_block(arm))
@@ -372,12 +396,12 @@ class Generator:
             n = self.fresh("n")
             body = [ast.AugAssign(ast.Name(n, ast.Store()), ast.Add(), ast.Constant(1))]
             if plan.keep_iter:
-                body += self.push_vars(plan.keep_iter_site, plan.keep_iter)
+                body += self.push_loop_vars(plan.keep_iter_site, plan.keep_iter)
             body += self.forward_block(s.body)
             out = [_assign(n, ast.Constant(0)), ast.While(self.expr(s.test, line), body, []),
                    self.push(plan.count_site, ast.Name(n, ast.Load()))]
             if plan.keep_exit:
-                out += self.push_vars(plan.keep_exit_site, plan.keep_exit)
+                out += self.push_loop_vars(plan.keep_exit_site, plan.keep_exit)
             return _at(out, line)
         if isinstance(s, ir.Break):
             return _at([ast.Break()], line)
@@ -463,13 +487,13 @@ class Generator:
             out.append(_assign(n, ast.Constant(0)))
             body.append(ast.AugAssign(ast.Name(n, ast.Store()), ast.Add(), ast.Constant(1)))
         if plan.keep_iter:
-            body += self.push_vars(plan.keep_iter_site, plan.keep_iter)
+            body += self.push_loop_vars(plan.keep_iter_site, plan.keep_iter)
         body += self.forward_block(s.body)
         out.append(ast.For(target, iterable, body, []))
         if n:
             out.append(self.push(plan.count_site, ast.Name(n, ast.Load())))
         if plan.keep_exit:
-            out += self.push_vars(plan.keep_exit_site, plan.keep_exit)
+            out += self.push_loop_vars(plan.keep_exit_site, plan.keep_exit)
         return _at(out, line)
 
     # ---- backward
@@ -705,6 +729,7 @@ def _at(stmts, line):
     return stmts
 
 
-def generate(an: Analysis, pyfunc, invert_mode=False):
-    """Compile the analysis: returns (forward, backward, module_ast)."""
-    return Generator(an, pyfunc, invert_mode).build()
+def generate(an: Analysis, pyfunc, invert_mode=False, floats=None):
+    """Compile the analysis: returns (forward, backward, module_ast). `floats` (a
+    scalars.FloatVars) specialises the forward run to one argument signature."""
+    return Generator(an, pyfunc, invert_mode, floats).build()

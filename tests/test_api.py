@@ -223,3 +223,45 @@ def test_a_backward_run_that_cannot_apply_an_inverse_says_where():
     y, tape = r.forward("b")
     with pytest.raises(bytrev.ReversalError, match=r":%d\b.*TypeError" % (f.__code__.co_firstlineno + 1)):
         r.backward(y, tape)
+
+
+def test_forward_specialised_to_float_arguments_keeps_ints_exact():
+    def f(x, n):
+        for i in range(n):
+            if x > 0.5:
+                x = x * x  # stashes x: a float, or an int after the other arm ran
+            else:
+                x = int(x * 10) + 1
+        return x
+
+    r = bytrev.reversible(f)
+    for x0 in (0.3, 0.7, 0.05):
+        y, tape = r.forward(x0, 6)
+        assert y == f(x0, 6)
+        back = r.backward(y, tape)
+        assert back == (x0, 6) and type(back[0]) is float
+    # the float-specialised forward is used for (float, int) and agrees with the generic one
+    assert (float, int) in r._specialised
+    generic = r._forward([bytearray() if s.kind == "bit" else [] for s in r._sites], 0.7, 6)
+    assert generic == f(0.7, 6)
+
+
+def test_scalar_types_join_at_branches_and_loops():
+    from bytrev import scalars
+
+    def f(x, k):
+        y = x * 2.0
+        if k > 0:
+            z = 1
+        else:
+            z = 2.5
+        for i in range(k):
+            w = y + i
+        return x + y + z + w
+
+    an = bytrev.reversible(f).analysis
+    types = scalars.FloatVars(an.body, an.params, ["float", "int"], an.context)
+    ret = an.body[-1]
+    assert {"x", "y"} <= types.floats_before[id(ret)]
+    assert "z" not in types.floats_before[id(ret)]  # int on one path
+    assert "w" not in types.floats_before[id(ret)]  # unbound when the loop does not run
