@@ -147,7 +147,7 @@ class Analysis:
 # --------------------------------------------------------------------------- normal form
 
 
-def _may_exit(stmts, in_loop=True) -> bool:
+def _may_exit(stmts) -> bool:
     """Whether `stmts` can leave by break/continue (of the current loop) or return."""
     for s in stmts:
         if isinstance(s, (ir.Break, ir.Continue, ir.Return)):
@@ -757,8 +757,7 @@ class Analyzer:
             plan.dying_site = self.site((id(s), "dying"), "stash", s.line,
                                         f"`{ir.unparse(s)}` is the last use of "
                                         + ", ".join(self.show(v) for v in dying))
-        invertible = s.op in INVERSE_OP and base not in reads_value and not (
-            s.op == "^" and False)
+        invertible = s.op in INVERSE_OP and base not in reads_value
         if invertible:
             plan.inverse_op = INVERSE_OP[s.op]
             if s.op in ("*", "/") and not _known_nonzero(s.value):
@@ -939,25 +938,19 @@ class Analyzer:
 
 
 def _show_expr(e):
-    text = ir.unparse(_strip_old(e))
-    return text
+    """Printable form of a recovery expression: x*c is undone as x / c."""
+    def plain(x):
+        if isinstance(x, ir.Call) and isinstance(x.func, ir.Const) and x.func.value is exact_divide:
+            return ir.BinOp("/", *x.args)
+        return x
+    return ir.unparse(ir.map_expr(current_values(e), plain))
 
 
-def _strip_old(e):
-    """Printable form of a recovery expression (old values shown by plain names)."""
-    if isinstance(e, ir.Name) and e.id.startswith("\0"):
-        return ir.Name(e.id[1:])
-    if isinstance(e, ir.Const) and callable(e.value) and e.value is exact_divide:
-        return e
-    if isinstance(e, ir.Call) and isinstance(e.func, ir.Const) and e.func.value is exact_divide:
-        return ir.BinOp("/", _strip_old(e.args[0]), _strip_old(e.args[1]))
-    if isinstance(e, ir.BinOp):
-        return ir.BinOp(e.op, _strip_old(e.left), _strip_old(e.right))
-    if isinstance(e, ir.UnaryOp):
-        return ir.UnaryOp(e.op, _strip_old(e.operand))
-    if isinstance(e, ir.Subscript):
-        return ir.Subscript(_strip_old(e.value), _strip_old(e.index))
-    return e
+def current_values(e):
+    """`e` with old-value leaves read as plain variables: what a guard means in the
+    forward run, where the old values are the current ones."""
+    return ir.map_expr(e, lambda x: ir.Name(x.id[1:]) if isinstance(x, ir.Name)
+                       and x.id.startswith("\0") else x)
 
 
 def analyze(fn: ir.Function, pyfunc=None, results: int | None = None,

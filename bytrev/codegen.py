@@ -17,8 +17,8 @@ import types
 import numpy as np
 
 from . import ir
-from .analysis import (Analysis, AssignPlan, AugPlan, IfPlan, LoopPlan, StoreItemPlan,
-                       user_function_effects, _base_name)
+from .analysis import (Analysis, AssignPlan, current_values, user_function_effects,
+                       _base_name)
 from .errors import NotInvertibleError, UnsupportedError
 
 # --------------------------------------------------------------------------- runtime helpers
@@ -341,7 +341,7 @@ class Generator:
         if isinstance(s, (ir.Assign, ir.Return)) and isinstance(plan, AssignPlan):
             out = []
             for var, (guards, site) in plan.guards.items():
-                test = self.all_nonzero([_plain(g) for g in guards], line)
+                test = self.all_nonzero([current_values(g) for g in guards], line)
                 out.append(ast.If(ast.UnaryOp(ast.Not(), test), [self.push(site, _name(var))], []))
             if plan.stash:
                 out.append(self.push(plan.stash_site, _tuple_of(plan.stash)))
@@ -705,12 +705,6 @@ def _updated_params(func):
         return []
     fn = lift(func)
     return sorted(mutated(fn.body) & set(fn.params + fn.kwonly))
-
-
-def _plain(e):
-    """A guard expression evaluated in the forward run, where old values are current."""
-    return ir.map_expr(e, lambda x: ir.Name(x.id[1:]) if isinstance(x, ir.Name)
-                     and x.id.startswith("\0") else x)
 
 
 def _args(names):
