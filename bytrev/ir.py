@@ -372,8 +372,8 @@ class AstContext:
 
 
 def _display_context() -> AstContext:
-    def local(n):
-        return n.replace("$", "tmp")
+    def local(n):  # "$3" -> "tmp3", "$result" -> "result"
+        return ("tmp" + n[1:] if n[1:2].isdigit() else n[1:]) if n.startswith("$") else n
 
     return AstContext(local=local,
                       constant=lambda v: getattr(v, "__name__", type(v).__name__),
@@ -473,7 +473,7 @@ def stmt_ast(s: Stmt, cx: AstContext) -> ast.stmt:
 
 def unparse(node, indent: int = 0) -> str:
     """Readable Python-like source for an IR expression, statement, list of
-    statements or `Function` (temporaries `$n` are shown as `tmpn`)."""
+    statements or `Function` (temporaries `$n` are shown as `tmpn`, `$result` as `result`)."""
     cx = _display_context()
     if isinstance(node, Function):
         params = ", ".join(node.params + (("*",) + node.kwonly if node.kwonly else ()))
