@@ -510,12 +510,7 @@ class Generator:
         if isinstance(s, (ir.Assign, ir.Return)) and isinstance(plan, AssignPlan):
             return _at(self.backward_assign(plan, line), line)
         if isinstance(s, ir.Assign):  # item store
-            out = []
-            if plan.revive_site:
-                out.append(ast.Assign([_name(_base_name(s.target), ast.Store)],
-                                      self.read(plan.revive_site)))
-            if plan.dying:
-                out.append(ast.Assign([_tuple_of(plan.dying, ast.Store)], self.read(plan.dying_site)))
+            out = self.backward_in_place_records(s, plan)
             out.append(ast.Assign([self.target(s.target, line)], self.read(plan.stash_site)))
             return _at(out, line)
         if isinstance(s, ir.AugAssign):
@@ -575,14 +570,20 @@ class Generator:
             out.append(ast.Assign([_name(var, ast.Store)], _name("\0" + var)))
         return out
 
-    def backward_aug(self, s, plan):
-        line = s.line
+    def backward_in_place_records(self, s, plan):
+        """Read back what an in-place change recorded beside the old value: the changed
+        object (when nothing else keeps it) and the variables whose last use it was."""
         out = []
         if plan.revive_site:
             out.append(ast.Assign([_name(_base_name(s.target), ast.Store)],
                                   self.read(plan.revive_site)))
         if plan.dying:
             out.append(ast.Assign([_tuple_of(plan.dying, ast.Store)], self.read(plan.dying_site)))
+        return out
+
+    def backward_aug(self, s, plan):
+        line = s.line
+        out = self.backward_in_place_records(s, plan)
         target_load = self.expr(s.target, line)
         value = self.expr(s.value, line)
         if plan.inverse_op is None:

@@ -17,7 +17,7 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 import bytrev
-from corpus import CORPUS, clone
+from corpus import CORPUS, branchy_loop, clone
 
 MiB = 1 << 20
 
@@ -112,15 +112,6 @@ def range_sum(x, n):
 def affine_loop(x, n):
     for i in range(n):
         x = x * 1.5 + 1.0
-    return x
-
-
-def branchy_loop(x, n):
-    for i in range(n):
-        if x > 0.5:
-            x = x * 0.7 + 0.1 * math.sin(x)
-        else:
-            x = x * 1.3 + 0.05
     return x
 
 
