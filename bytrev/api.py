@@ -5,6 +5,7 @@
 """
 from __future__ import annotations
 
+import functools
 import inspect
 from array import array
 import linecache
@@ -20,7 +21,6 @@ from . import lift as _lift_module
 from . import scalars
 from .tape import Tape
 
-_CACHE: dict = {}
 
 
 def _check_function(f):
@@ -139,12 +139,10 @@ def _refuse_aliased_arrays(fn, values):
                     hint=f"{fn.name} changes arrays in place; pass a copy, e.g. {q}.copy()")
 
 
+@functools.lru_cache(maxsize=1024)
 def reversible(f) -> Reversible:
     """The reversible form of `f` (cached per function)."""
-    key = ("reversible", f)
-    if key not in _CACHE:
-        _CACHE[key] = Reversible(f)
-    return _CACHE[key]
+    return Reversible(f)
 
 
 def _result_count(fn: ir.Function) -> int:
@@ -203,13 +201,11 @@ class Inverse:
         return _format(self.analysis, "inverse")
 
 
+@functools.lru_cache(maxsize=1024)
 def inverse(f) -> Inverse:
     """The inverse of `f`, with no hand-written inverse; raises NotInvertibleError when
     `f` destroys information (use `reversible(f)`, which records it on a tape)."""
-    key = ("inverse", f)
-    if key not in _CACHE:
-        _CACHE[key] = Inverse(f)
-    return _CACHE[key]
+    return Inverse(f)
 
 
 # --------------------------------------------------------------------------- show
