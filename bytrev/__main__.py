@@ -70,9 +70,13 @@ def show(target: str, out=None) -> int:
     if not attr:
         print("usage: bytrev show module:function", file=sys.stderr)
         return 2
-    obj = importlib.import_module(module_name)
-    for part in attr.split("."):
-        obj = getattr(obj, part)
+    try:
+        obj = importlib.import_module(module_name)
+        for part in attr.split("."):
+            obj = getattr(obj, part)
+    except (ImportError, AttributeError) as e:
+        print(f"bytrev show: cannot find {target}: {e}", file=sys.stderr)
+        return 2
     api.show(obj, file=out or sys.stdout)
     return 0
 

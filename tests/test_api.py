@@ -265,3 +265,8 @@ def test_scalar_types_join_at_branches_and_loops():
     assert {"x", "y"} <= types.floats_before[id(ret)]
     assert "z" not in types.floats_before[id(ret)]  # int on one path
     assert "w" not in types.floats_before[id(ret)]  # unbound when the loop does not run
+
+
+def test_show_command_reports_a_missing_function(capsys):
+    assert main(["show", "bytrev.__main__:no_such_function"]) == 2
+    assert "cannot find bytrev.__main__:no_such_function" in capsys.readouterr().err
