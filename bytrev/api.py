@@ -63,10 +63,12 @@ class Reversible:
         values = self._bind(args, kwargs)
         if self._changes_in_place:
             _refuse_aliased_arrays(self.ir, values)
-        containers = [bytearray() if s.kind == "bit" else array("d") if s.kind == "stash" else []
-                      for s in self._sites]
-        result = self._forward_for(values)(containers, *values)
-        return result, Tape(self, self._sites, containers, values)
+        forward = self._forward_for(values)
+        containers = [bytearray() if s.kind == "bit" else
+                      array("d") if s.kind == "stash" and s.index not in forward.float_sites
+                      else [] for s in self._sites]
+        result = forward(containers, *values)
+        return result, Tape(self, self._sites, containers, values, forward.float_sites)
 
     def _forward_for(self, values):
         """The forward run specialised to the arguments' scalar types: where a stashed

@@ -171,6 +171,7 @@ class Generator:
         self.an = an
         self.floats = floats  # scalars.FloatVars for one argument signature, or None
         self.known_floats = frozenset()  # variables holding floats where code is emitted
+        self.all_floats = {}  # stash site -> whether every value pushed there is a float
         self.fn = an.function
         self.cx = an.context
         self.pyfunc = pyfunc
@@ -263,9 +264,14 @@ class Generator:
     def push(self, site, value):
         """Append to a site. Stash sites start as an array('d') (8 bytes per float, no
         float objects kept alive); the first value that is not a float turns the site
-        into a list (`promote`)."""
+        into a list (`promote`). A value known to be a float needs no check; a site that
+        only receives such values is a plain list, packed into an array('d') when the
+        forward run ends (appending to a list is cheaper than to an array('d'))."""
         append = ast.Name(f"_br_s{site.index}", ast.Load())
-        if site.kind != "stash" or self.is_known_float(value):
+        known_float = self.is_known_float(value)
+        if site.kind == "stash":
+            self.all_floats[site.index] = self.all_floats.get(site.index, True) and known_float
+        if site.kind != "stash" or known_float:
             return _expr_stmt(ast.Call(append, [value], []))
         v = ast.Name("_br_v", ast.Load())
         is_float = ast.Compare(
@@ -672,6 +678,7 @@ class Generator:
         factory_code = next(c for c in code.co_consts if isinstance(c, types.CodeType))
         make = types.FunctionType(factory_code, self.pyfunc.__globals__)
         fwd, bwd = make(*self.consts.values())
+        fwd.float_sites = frozenset(i for i, floats in self.all_floats.items() if floats)
         return fwd, bwd, module
 
 

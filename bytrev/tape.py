@@ -8,6 +8,7 @@ list.
 """
 from __future__ import annotations
 
+import struct
 import sys
 from array import array
 
@@ -35,14 +36,15 @@ def _compact(counts: list):
 
 
 class Tape:
-    """What one forward run recorded. Read `nbits`, `ncounts`, `nstashed`, `nbytes` and
+    """What one forward run recorded (`float_sites`: stash sites that received only
+    Python floats, as a list to be packed). Read `nbits`, `ncounts`, `nstashed`, `nbytes` and
     `breakdown()`; pass the tape to `backward` (it can be used any number of times).
 
     The tape also keeps references (not copies) to the arguments of the call: the
     backward run gives back unchanged arguments as they are and restores changed arrays
     into the very objects the caller passed."""
 
-    def __init__(self, owner, sites, containers, args):
+    def __init__(self, owner, sites, containers, args, float_sites=()):
         self._owner = owner
         self.sites = sites
         self.args = args
@@ -55,6 +57,10 @@ class Tape:
                 self._bits[site.index] = (n, packed)
             elif site.kind == "count":
                 self._data[site.index] = _compact(container)
+            elif site.index in float_sites:  # a list of Python floats: pack it
+                packed = array("d")
+                packed.frombytes(struct.pack(f"{len(container)}d", *container))
+                self._data[site.index] = packed
             else:
                 self._data[site.index] = container  # array('d') of floats, or a list
 
