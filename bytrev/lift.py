@@ -276,7 +276,9 @@ class _Loop:
 class _Region:
     loop: object = None   # _Loop, or None for the function / an inlined exit
     entry: object = None
+    end: object = None    # a block where the region ends (code run before a break)
     ipdom: dict = field(default_factory=dict)
+    reach: dict = field(default_factory=dict)
 
 
 @dataclass
@@ -324,7 +326,12 @@ class _Lifter:
         self.cur_line = code.co_firstlineno
         self.ntemp = 0
         self._terminal = {}
+        self._cond_memo = {}
         self._build_cfg()
+        # Block interpretations allowed: lifting is linear for ordinary code; pathological
+        # conditions (chained comparisons needing temporaries inside conditional
+        # expressions used as tests) duplicate code, and this bounds the damage.
+        self.work, self.budget = 0, 200 * len(self.blocks) + 5000
         self._find_loops()
 
     # ------------------------------------------------------------------ errors
@@ -363,20 +370,31 @@ class _Lifter:
             jump = self.block_at[last.target] if last.target is not None else None
             return fall, jump
 
-        def is_bare_jump(b):
-            return all(x.op == "NOP" for x in ins[b.start:b.end - 1]) and ins[b.end - 1].op == "JUMP"
+        def bare_target(b):
+            """Where a block that does nothing (NOPs, then a jump or falling through) leads."""
+            if not all(x.op == "NOP" for x in ins[b.start:b.end - 1]):
+                return None
+            last = ins[b.end - 1]
+            if last.op == "JUMP":
+                return self.block_at[last.target]
+            if last.op == "NOP":
+                return self.block_at.get(b.end)
+            return None
 
         def thread(b):
             seen = set()
-            while b is not None and is_bare_jump(b) and b.id not in seen:
+            while b is not None and b.id not in seen and bare_target(b) is not None:
                 seen.add(b.id)
-                b = self.block_at[ins[b.end - 1].target]
+                b = bare_target(b)
             return b
 
+        self.jumps_back = {}  # block id -> ends of the jumps (threaded) back to it
         for b in self.blocks:
             fall, jump = raw_succ(b)
             b.fall, b.jump = thread(fall), thread(jump)
             b.succs = [s for s in (b.fall, b.jump) if s is not None]
+            if b.jump is not None and b.jump.start <= b.start:
+                self.jumps_back.setdefault(b.jump.id, []).append(b.end)
         self.entry = thread(self.blocks[0])
         # Reachable blocks, predecessors, reverse postorder.
         order, seen = [], set()
@@ -456,7 +474,8 @@ class _Lifter:
                     body.add(x.id)
                     work.extend(x.preds)
             # ... plus the blocks laid out inside the loop (3.12+ copy exit blocks there)
-            end = max([s.end for s in srcs] + [h.end])
+            # (a bare `JUMP h` ending the body is threaded away: its position still counts)
+            end = max([s.end for s in srcs] + [h.end] + self.jumps_back.get(h.id, []))
             if self.term(h).op == "FOR_ITER":
                 end = max(end, self.term(h).target)
             for b in self.rpo:
@@ -499,7 +518,8 @@ class _Lifter:
             for s in b.succs:
                 if s in loop.body or s is loop.header or s is loop.guard:
                     continue
-                s = self._skip_pops(s, loop)
+                if s is not loop.exit:
+                    s = self._skip_pops(s, loop)
                 if s not in out and s is not loop.header:
                     out.append(s)
         return out
@@ -510,9 +530,34 @@ class _Lifter:
             return cands[0] if cands else None
         live = [c for c in cands if not self.is_terminal(c)]
         if len(live) > 1:
-            raise self.error("loop with an else clause (or several exits)", self.loop_line(loop),
-                             hint="move the else block after the loop, using a flag")
+            # The loop test's exit, when the other exits only run some code on the way to
+            # it (the statements before a `break` that falls out of the loop).
+            tests = {s.id for b in [loop.header] + loop.header.preds if b in loop.body for s in b.succs}
+            for e in live:
+                if e.id in tests and all(self.breaks_to(c, e, loop) for c in live if c is not e):
+                    return e
+            raise self.error("loop with an else clause, or a while loop whose test needs a "
+                             "temporary together with continue", self.loop_line(loop),
+                             hint="move the else block after the loop, using a flag; compute a "
+                                  "computed middle operand of a chained comparison into a variable")
         return live[0] if live else None
+
+    def breaks_to(self, b, exit_, loop):
+        """Whether every path from b (outside the loop body) ends at the loop's exit or
+        in a return, without coming back into the loop."""
+        seen, work = set(), [b]
+        while work:
+            x = work.pop()
+            if x is exit_ or x.id in seen:
+                continue
+            seen.add(x.id)
+            if (x in loop.body or x is loop.header or x is loop.guard or x.id in self.loop_heads
+                    or self.term(x).op == "FOR_ITER"):
+                return False
+            if not x.succs and self.term(x).op != "RETURN_VALUE":
+                return False
+            work.extend(x.succs)
+        return True
 
     def loop_line(self, loop):
         """The line of the loop statement: FOR_ITER's, or the test at the bottom of a
@@ -597,6 +642,8 @@ class _Lifter:
 
     def classify(self, R, s):
         L = R.loop
+        if s is R.end:
+            return END
         if L is None:
             return s
         if s is L.header or s is L.guard or s not in L.body:
@@ -644,6 +691,21 @@ class _Lifter:
                     best = nodes[c]
                     break
             R.ipdom[i] = best
+
+    def reach(self, R, b):
+        """Ids of the blocks of region R reachable from b (b included)."""
+        if self.classify(R, b) is END:
+            return frozenset()
+        if b.id not in R.reach:
+            seen, work = set(), [b]
+            while work:
+                x = work.pop()
+                if x is END or x.id in seen:
+                    continue
+                seen.add(x.id)
+                work.extend(self.region_succs(R, x))
+            R.reach[b.id] = frozenset(seen)
+        return R.reach[b.id]
 
     def loop_region(self, L):
         if not hasattr(L, "_region"):
@@ -731,6 +793,10 @@ class _Lifter:
     def exec_block(self, b, st):
         """Interpret block b's instructions on `st`. Returns the terminator as
         ("return", value) | ("jump", block) | ("cond", test, T _Edge, F _Edge, keeps)."""
+        self.work += 1
+        if self.work > self.budget:
+            raise self.error("control flow too complex to lift", self.ins[b.start].line,
+                             hint="split the function into smaller ones")
         ins = self.ins
         i = b.start
         while i < b.end:
@@ -748,7 +814,7 @@ class _Lifter:
             try:
                 # A handler may consume the instructions after its own (returns how many).
                 i += 1 + (handler(self, st, x) or 0)
-            except UnsupportedError:
+            except (UnsupportedError, _NeedSpill):
                 raise
             except Exception as exc:  # a bug or an unexpected shape: never leak it
                 raise self.error(f"opcode {x.op} in this position", x.line,
@@ -805,7 +871,7 @@ class _Lifter:
                     self.emit(st, ir.Return(t[1]))
                     return False
                 if t[0] == "cond":
-                    nxt = self.do_if(blk, t, R, st)
+                    nxt = self.do_if(blk, t, R, st, stop)
                     if nxt is None:
                         return False
                     if nxt is END:
@@ -825,6 +891,8 @@ class _Lifter:
         reached (after emitting break/continue/the code of an inlined exit)."""
         if nxt is stop:
             return True
+        if nxt is R.end:
+            return True  # the code before a break reached the loop's exit
         L = R.loop
         if L is None:
             return None
@@ -854,6 +922,17 @@ class _Lifter:
         if self.is_terminal(nxt):
             self.walk(nxt, END, _Region(None, nxt), st)
             return False
+        if L.exit is not None and self.breaks_to(nxt, L.exit, L):
+            # statements run before leaving the loop (a break that falls out of it)
+            if self.walk(nxt, END, _Region(None, nxt, L.exit), st):
+                self.emit(st, ir.Break())
+            return False
+        if nxt.id in self.loop_heads:
+            # The test of a rotated `while` loop is not a pure expression (it needs a
+            # temporary), so `continue`'s jump to it is a jump to an enclosing loop.
+            raise self.error("continue in a while loop whose test needs a temporary",
+                             hint="compute the test (or the middle of a chained comparison) "
+                                  "into a variable first")
         raise self.error("unsupported control flow (a jump out of a loop)")
 
     def continue_test(self, L, st):
@@ -950,7 +1029,7 @@ class _Lifter:
         c, t, f, keeps = r
         used = {blk.id}
         t, f = self.resolve(t, used, R), self.resolve(f, used, R)
-        return self.extend_cond(c, t, f, used, R)
+        return self.extend_cond(c, t, f, used, R, None)
 
     def sandbox(self, blk, stack):
         """Run block `blk` on a copy of `stack` where no statement may be emitted:
@@ -981,11 +1060,11 @@ class _Lifter:
         L = R.loop
         return blk in L.body and blk is not L.header and blk is not L.guard
 
-    def resolve(self, e, used, R):
+    def resolve(self, e, used, R, join=None):
         """Skip blocks that only shuffle the stack and jump on (no statements, entered
-        only from the condition being built)."""
+        only from the condition being built), stopping at the branch's join."""
         seen = set()
-        while (e.blk.id not in seen and self._in_region(e.blk, R)
+        while (e.blk.id not in seen and e.blk is not join and self._in_region(e.blk, R)
                and all(p.id in used for p in e.blk.preds)):
             seen.add(e.blk.id)
             r = self.sandbox(e.blk, e.stack)
@@ -1020,23 +1099,38 @@ class _Lifter:
         finally:
             self.ntemp = saved
 
-    def _try_cond(self, e, used, R):
-        """If edge e leads to a block that only computes a condition: (c, T, F, used')."""
+    def _try_cond(self, e, used, R, join, barrier):
+        """If edge e leads to a block that only computes a condition: (c, T, F, used').
+        `barrier`: ids of blocks the enclosing condition still jumps to (not to be
+        absorbed). Memoised: extending a condition looks at the same blocks many times."""
+        key = (e.blk.id, tuple(map(id, e.stack)), frozenset(used), id(join), id(R), barrier)
+        hit = self._cond_memo.get(key)
+        if hit is not None and all(a is b for a, b in zip(hit[0], e.stack)):
+            return hit[1]
+        r = self._try_cond_uncached(e, used, R, join, barrier)
+        self._cond_memo[key] = (tuple(e.stack), r)
+        return r
+
+    def _try_cond_uncached(self, e, used, R, join, barrier):
         blk = e.blk
-        if not self._in_region(blk, R) or any(p.id not in used for p in blk.preds):
+        if (blk is join or blk.id in barrier or not self._in_region(blk, R)
+                or any(p.id not in used for p in blk.preds)):
             return None
         r = self._cond_block(blk, e.stack)
         if r is None:
             return None
         c, t, f, _ = r
         used2 = set(used) | {blk.id}
-        return c, self.resolve(t, used2, R), self.resolve(f, used2, R), used2
+        t, f = self.resolve(t, used2, R, join), self.resolve(f, used2, R, join)
+        # the whole condition starting here: `a or (b and c)` needs `b and c` first
+        c, t, f = self.extend_cond(c, t, f, used2, R, join, barrier)
+        return c, t, f, used2
 
-    def extend_cond(self, c, t, f, used, R):
+    def extend_cond(self, c, t, f, used, R, join, barrier=frozenset()):
         """Merge chains of condition-only blocks into one `and`/`or` condition
         (`if a and b:` jumps to the same else block from both tests)."""
         while True:
-            r = self._try_cond(t, used, R)
+            r = self._try_cond(t, used, R, join, barrier | {f.blk.id})
             if r is not None:
                 c2, t2, f2, used2 = r
                 if self.same(f2, f):      # a and b
@@ -1045,7 +1139,7 @@ class _Lifter:
                 if self.same(t2, f):      # a and not b
                     c, t, used = ir.BoolOp("and", c, _negate(c2)), f2, used2
                     continue
-            r = self._try_cond(f, used, R)
+            r = self._try_cond(f, used, R, join, barrier | {t.blk.id})
             if r is not None:
                 c2, t2, f2, used2 = r
                 if self.same(t2, t):      # a or b
@@ -1054,7 +1148,8 @@ class _Lifter:
                 if self.same(f2, t):      # a or not b
                     c, f, used = ir.BoolOp("or", c, _negate(c2)), t2, used2
                     continue
-            rt, rf = self._try_cond(t, used, R), self._try_cond(f, used, R)
+            rt = self._try_cond(t, used, R, join, barrier | {f.blk.id})
+            rf = self._try_cond(f, used, R, join, barrier | {t.blk.id})
             if rt is not None and rf is not None:  # (x if c else y) as a condition
                 if self.same(rt[1], rf[1]) and self.same(rt[2], rf[2]):
                     c = ir.IfExp(c, rt[0], rf[0])
@@ -1063,15 +1158,23 @@ class _Lifter:
             return c, t, f
 
     # ------------------------------------------------------------------ if / and / or
-    def do_if(self, blk, term, R, st):
-        """Lift a conditional jump at the end of `blk`. Returns the join block where
-        walking continues, END, or None when no arm reaches a join."""
+    def do_if(self, blk, term, R, st, stop):
+        """Lift a conditional jump at the end of `blk` inside a walk that ends at `stop`.
+        Returns the join block where walking continues, END, or None when no arm
+        reaches a join."""
         _, c, t, f, keeps = term
-        used = {blk.id}
-        t, f = self.resolve(t, used, R), self.resolve(f, used, R)
-        if not keeps:
-            c, t, f = self.extend_cond(c, t, f, used, R)
         join = self.ipdom(R, blk)
+        used = {blk.id}
+        t, f = self.resolve(t, used, R, join), self.resolve(f, used, R, join)
+        if not keeps:
+            c, t, f = self.extend_cond(c, t, f, used, R, join)
+        if join is END:
+            # No post-dominator: some path leaves early (return, break, continue). Join
+            # where both arms meet again, else where the enclosing walk stops; arm paths
+            # that go elsewhere end in an explicit jump. (Walking each arm to the end of
+            # the region instead would copy the rest of it, twice per such if.)
+            common = (self.reach(R, t.blk) & self.reach(R, f.blk)) - used
+            join = min((self.blocks[i] for i in common), key=lambda b: b.start) if common else stop
         line = st.line
         nbase = 0
         while nbase < min(len(t.stack), len(f.stack)) and t.stack[nbase] is f.stack[nbase]:
@@ -1396,7 +1499,10 @@ def op_UNPACK_SEQUENCE(lf, st, x):
 
 def op_POP_TOP(lf, st, x):
     v = lf.pop(st, x)
-    if isinstance(v, _InPlace) or isinstance(v, _Slot):
+    if isinstance(v, _Slot):  # 3.13 `b, b = 2, 0`: the overwritten target is dropped
+        _fill(lf, st, x, v, lf.new_temp())
+        return
+    if isinstance(v, _InPlace):
         raise lf.error("opcode POP_TOP on an internal value", x.line)
     if not _trivial(v):
         lf.emit(st, ir.ExprStmt(v))
@@ -1794,11 +1900,25 @@ def _trivial_part(v):
     return _trivial(v)
 
 
+def _top_tested(w: ir.While) -> ir.While:
+    """`while True: if t: B else: break; rest`  ->  `while t: B; rest` (a loop whose
+    first block holds the test: no rotation, e.g. when the body always breaks)."""
+    if w.test != ir.Const(True) or not w.body or not isinstance(w.body[0], ir.If):
+        return w
+    first, rest = w.body[0], w.body[1:]
+    brk = [ir.Break()]
+    if _same_stmts(first.orelse, brk) and not _terminates(first.body):
+        return ir.While(first.test, first.body + rest, w.line)
+    if _same_stmts(first.body, brk) and not first.orelse:
+        return ir.While(_negate(first.test), rest, w.line)
+    return w
+
+
 def _simplify(stmts, loop_body=False) -> list:
     out = []
     for k, s in enumerate(stmts):
         if (loop_body and k == len(stmts) - 1 and isinstance(s, ir.If) and not s.body
-                and s.orelse and not _terminates(s.orelse)):
+                and s.orelse and not _same_stmts(s.orelse, [ir.Break()])):
             # Last in a loop body: `if c: (nothing) else: X` is `if c: continue` + X.
             out.append(ir.If(s.test, [ir.Continue(s.line)], [], s.line))
             out.extend(_simplify(s.orelse, loop_body=True))
@@ -1807,7 +1927,7 @@ def _simplify(stmts, loop_body=False) -> list:
             out.extend(_simplify_if(ir.If(s.test, _simplify(s.body), _simplify(s.orelse), s.line)))
             continue
         elif isinstance(s, ir.While):
-            s = ir.While(s.test, _simplify(s.body, loop_body=True), s.line)
+            s = _top_tested(ir.While(s.test, _simplify(s.body, loop_body=True), s.line))
         elif isinstance(s, ir.For):
             s = ir.For(s.target, s.iter, _simplify(s.body, loop_body=True), s.line)
         out.append(s)

@@ -699,6 +699,20 @@ def for_else_then_return(xs, k):
     return t
 
 
+@case(st.integers(-2, 9))
+def while_else(n):
+    # supported: the else block runs on the paths that leave the loop by its test
+    while n > 0:
+        n -= 1
+        if n == 3:
+            break
+    else:
+        n = 10
+    for i in range(n):
+        n += i
+    return n
+
+
 @case(st.integers(0, 9), INT)
 def while_else_then_return(n, k):
     while n > 0:
@@ -1148,16 +1162,6 @@ def u_for_else(xs):
     return xs
 
 
-def u_while_else(n):
-    while n > 0:  # <- unsupported
-        n -= 1
-        if n == 3:
-            break
-    else:
-        n = 10
-    for i in range(n):
-        n += i
-    return n
 
 
 def u_print(x):
@@ -1207,7 +1211,7 @@ def u_set_display(x):
 UNSUPPORTED = [u_try, u_try_finally, u_with, u_class, u_global, u_nonlocal, u_del, u_del_item,
                u_import, u_attribute_store, u_star_call, u_kwargs_call, u_star_args,
                u_star_kwargs, u_genexpr, u_setcomp, u_dictcomp, u_for_else, u_print,
-               u_while_else, u_print_on_branch, u_open, u_next, u_raise, u_assert, u_fstring,
+               u_print_on_branch, u_open, u_next, u_raise, u_assert, u_fstring,
                u_starred_assign, u_set_display]
 
 
