@@ -64,8 +64,7 @@ class Reversible:
         if self._changes_in_place:
             _refuse_aliased_arrays(self.ir, values)
         forward = self._forward_for(values)
-        containers = [bytearray() if s.kind == "bit" else
-                      array("d") if s.kind == "stash" and s.index not in forward.float_sites
+        containers = [array("d") if s.kind == "stash" and s.index not in forward.float_sites
                       else [] for s in self._sites]
         result = forward(containers, *values)
         return result, Tape(self, self._sites, containers, values, forward.float_sites)
