@@ -1181,8 +1181,10 @@ class _Lifter:
             nbase += 1
         # Values pending below the branch (and a kept condition) were computed before
         # the test: an arm must not evaluate them after it (see _NeedSpill).
+        # (A value an enclosing branch already guards is spilled by that branch: before
+        # its test, not in its arm.)
         mine = {id(v) for v in t.stack[:nbase] + ([c] if keeps else [])
-                if not isinstance(v, (_Marker, ir.Const))}
+                if not isinstance(v, (_Marker, ir.Const))} - st.frozen
         while True:
             try:
                 return self._if_arms(c, t, f, nbase, join, R, st, mine, line, keeps)

@@ -205,6 +205,19 @@ def evaluation_order_store(log, n):
     return out, log
 
 
+@case(INT, INT, INT, INT, st.lists(INT, max_size=5))
+def pending_value_across_nested_branches(a, b, c, d, xs):
+    # the first value is computed before the nested tests of the second (which cannot
+    # be one condition: the chained comparison needs a temporary), and 3.12+ duplicate
+    # the exit into their arms: it must be evaluated once, before the tests
+    log = []
+    d, b = (abs(3 + b) if (b == 1 and (0 < d and len([v for v in xs if v != a]) < record(log, b)))
+            else a - (len([v for v in xs if v < a]) + record(log, c))), \
+        (2 if ((b >= b if c != -2 else 3 == len([v for v in xs if v != c]))
+               or c <= sum([i * v for i, v in enumerate(xs)]) > c) else -abs(d))
+    return log
+
+
 @case(INT)
 def walrus(n):
     if (m := n * 2) > 4:
