@@ -4,20 +4,26 @@ How it works, top to bottom:
 
 1. `bytecodes.normalise` turns 3.11/3.12/3.13 bytecode into one canonical instruction
    list; nothing below this line knows about interpreter versions.
-2. `_Lifter.__init__` cuts that list into basic blocks (jumps to a bare JUMP are threaded
-   through), computes dominators, and finds the loops: every target of a back edge is a
-   loop header, except the *guard* of a rotated while loop (see "While loops" below).
+2. `_Lifter.__init__` cuts that list into basic blocks (blocks that only jump on are
+   threaded through), computes dominators and finds the loops: every target of a back
+   edge and every FOR_ITER is a loop header, except the *guard* of a rotated while loop
+   (see "While loops" below). A loop's body is its natural loop plus the blocks laid out
+   inside it (3.12+ copy small exit blocks there); its exit is FOR_ITER's target, or the
+   one place a while loop's test leaves to.
 3. `_Lifter.walk` interprets the blocks of one region (the function, a loop body) in
-   order with an abstract stack whose entries are IR expressions. Instructions build
-   expressions; stores, calls whose value is dropped and returns emit statements. A
-   conditional jump becomes an `If` whose arms are walked up to their join point, the
-   immediate post-dominator of the branch inside the current region (break, continue and
-   return edges lead to the region's end). When both arms are pure expressions that
-   leave one value on the stack the If collapses into `IfExp`/`BoolOp`. Chains of
-   condition-only blocks are first merged into one `and`/`or` condition.
-4. `_simplify` tidies the statement tree: `if c: <ends in return/break>  else: rest`
-   becomes `if c: ...` followed by `rest`, and the rotated loop shape
-   `if t: while True: body; if not t: break` becomes `while t: body`.
+   order with an abstract stack whose entries are IR expressions (or markers for things
+   like a for loop's iterator). Instructions build expressions; stores, calls whose value
+   is dropped and returns emit statements; one handler per canonical opcode (`op_*`).
+   A conditional jump becomes an `If` whose arms are walked up to their join: the
+   immediate post-dominator of the branch inside the region (break/continue/return edges
+   lead to the region's end) or, when an arm may leave early, the first block both arms
+   still reach. Chains of condition-only blocks are first merged into one `and`/`or`
+   (or conditional) test. When both arms are pure expressions the values they leave
+   become `IfExp`/`BoolOp`; otherwise they go through temporaries.
+4. `_simplify` tidies the statement tree: `if c: <ends in return/break> else: rest`
+   becomes `if c: ...` followed by `rest`, exit blocks 3.12+ copied into both arms are
+   shared again, and the rotated loop shape `if t: while True: body; if not t: break`
+   becomes `while t: body`.
 
 Correctness rules kept by the walker:
 * a stack value is evaluated where the statement consuming it runs, so before any
@@ -25,9 +31,12 @@ Correctness rules kept by the walker:
   but constants, names, globals, free variables, and slices/tuples of those) is assigned
   to a temporary `$n`, bottom of the stack first; pending names are spilled when the
   statement rebinds them. A COPY of such a value, and a SWAP that would reorder two of
-  them, spill first too. The iterator of a running for loop is never spilled.
+  them, spill first too. A value pending across a branch is spilled before the branch's
+  test when an arm would evaluate it (`_NeedSpill`). The iterator of a running for loop
+  is never spilled.
 * every construct that cannot be expressed raises `UnsupportedError` naming the function,
-  file, line and construct; internal failures are wrapped the same way.
+  file, line and construct; internal failures are wrapped the same way, and a work
+  budget bounds pathological inputs.
 
 While loops. CPython 3.11+ rotate `while t: body` into
     G: if not t: goto E;  h: body;  if t: goto h;  E:
@@ -38,7 +47,6 @@ a plain `continue` once the loop is rewritten to `while t:`.
 """
 from __future__ import annotations
 
-import builtins
 import dataclasses
 from dataclasses import dataclass, field
 from types import CodeType
@@ -1076,9 +1084,9 @@ class _Lifter:
 
     def same(self, a, b) -> bool:
         """Whether jumping to edge a or to edge b does the same thing."""
-        if a.blk is b.blk:
+        if a.blk is b.blk:  # (equal stacks: the same values, or equal trivial ones)
             return len(a.stack) == len(b.stack) and all(
-                x is y or (not isinstance(x, _Marker) and not isinstance(y, _Marker) and x == y)
+                x is y or (_trivial(x) and not isinstance(x, _Marker) and x == y)
                 for x, y in zip(a.stack, b.stack))
         # Different blocks: the same if both are small copies of one exit block (CPython
         # 3.12+ duplicate exit blocks of a few instructions).
