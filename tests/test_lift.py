@@ -667,6 +667,55 @@ def comprehension_in_expression(xs, pairs):
     return sum([x * x for x in xs]) + len([a for a, b in pairs if a < b])
 
 
+# realistic numeric kernels
+
+@case(FLOAT, FLOAT, st.floats(0.001, 0.1), SMALL)
+def leapfrog(x, v, dt, n):
+    for _ in range(n):
+        v = v - 0.5 * dt * x
+        x = x + dt * v
+        v = v - 0.5 * dt * x
+    return x, v
+
+
+@case(ARR)
+def cumsum_inplace(a):
+    for i in range(1, len(a)):
+        a[i] += a[i - 1]
+    return a
+
+
+@case(ARR)
+def mask_and_scale(a):
+    a[a < 0.0] = 0.0
+    b = a * 2.0 + np.where(a > 1.0, 1.0, -1.0)
+    return b
+
+
+@case(MAT, MAT)
+def matmul_normalise(a, b):
+    c = a @ b.T
+    n = np.sqrt((c * c).sum())
+    return c / n if n > 0 else c
+
+
+@case(FLOAT, st.lists(FLOAT, max_size=6))
+def horner(x, coeffs):
+    r = 0.0
+    for c in coeffs:
+        r = r * x + c
+    return r
+
+
+@case(ARR, st.floats(0.1, 2.0), st.integers(1, 30))
+def relax_until_small(a, tol, max_iter):
+    it = 0
+    while np.abs(a).max() > tol and it < max_iter:
+        a *= 0.5
+        it += 1
+    return a, it
+
+
 # misc
 
 @case(INT, INT)
@@ -906,6 +955,10 @@ def s_bare_return(x):
     return
 
 
+def s_index_tuple(a, i, j):
+    return a[i, j], a[:, 0]
+
+
 def s_swap(a, b):
     a, b = b, a
     return a, b
@@ -1005,6 +1058,14 @@ def test_closure_and_freevars():
     inner = lift_code(made.code, s_closure.__globals__)
     assert inner.freevars == ("x",)
     assert inner.body[0].value == ir.BinOp("+", ir.FreeVar("x"), ir.Name("y"))
+
+
+def test_tuple_index_and_slices():
+    first, second = body_of(s_index_tuple)[0].value.elts
+    a = ir.Name("a")
+    assert first == ir.Subscript(a, ir.Tuple((ir.Name("i"), ir.Name("j"))))
+    none = ir.Const(None)
+    assert second == ir.Subscript(a, ir.Tuple((ir.Slice(none, none, none), ir.Const(0))))
 
 
 def test_bare_return():
