@@ -1004,6 +1004,18 @@ class _Lifter:
 
     def to_listcomp(self, loop: ir.For):
         """The comprehension a for loop with LIST_APPEND in its body builds."""
+        comp = self._to_listcomp(loop)
+        bound = set()
+        for clause in comp.loops:
+            bound |= ir.target_names(clause.target)
+        if any(isinstance(e, ir.MakeFunction) and set(e.closure) & bound for e in _all_exprs(comp)):
+            # The IR's closures are the enclosing function's cells, not the variables of
+            # a comprehension (which 3.12+ also keep in the function's cells).
+            raise self.error("nested function capturing a comprehension variable", loop.line,
+                             hint="build the functions with a for loop")
+        return comp
+
+    def _to_listcomp(self, loop: ir.For):
         loops = []
         target, it, conds, body = loop.target, loop.iter, [], loop.body
         while True:
@@ -1735,12 +1747,25 @@ def _inline_listcomp(self, fn: ir.MakeFunction, it: _Iter, x):
     body = sub.run()
     if len(body) != 1 or not isinstance(body[0], ir.Return) or not isinstance(body[0].value, ir.ListComp):
         raise self.error("list comprehension too complex to lift", x.line, hint="write it as a for loop")
+
     # Its free variables are this function's cells (or free variables, passed through).
     mapping = {n: (ir.FreeVar(n) if n in self.code.co_freevars else ir.Name(n)) for n in fn.closure}
     return _substitute(body[0].value, mapping)
 
 
 _Lifter.inline_listcomp = _inline_listcomp
+
+
+def _all_exprs(e):
+    """Every expression node inside e, comprehension elements and conditions included."""
+    if isinstance(e, tuple):
+        for v in e:
+            yield from _all_exprs(v)
+    elif dataclasses.is_dataclass(e) and not isinstance(e, type):
+        if not isinstance(e, ir.CompFor):
+            yield e
+        for f in dataclasses.fields(e):
+            yield from _all_exprs(getattr(e, f.name))
 
 
 def _substitute(e, mapping, names=False):

@@ -619,6 +619,24 @@ def closure_over_local(x, w):
     return r + inner(1.0)
 
 
+@case(INT)
+def closure_late_binding(x):
+    g = lambda: x  # noqa: E731
+    x += 1
+    return g()
+
+
+@case(INT)
+def closure_read_in_loop(a):
+    total = a
+
+    def add(v):
+        return v + total
+    for i in range(3):
+        total = total + add(i)
+    return total
+
+
 @case(INT, INT)
 def closure_in_loop(x, n):
     fs = []
@@ -1282,11 +1300,16 @@ def u_set_display(x):
     return {x, 1}  # <- unsupported
 
 
+def u_lambda_captures_comprehension_variable(n):
+    fs = [lambda: v for v in range(n)]  # <- unsupported
+    return [g() for g in fs]
+
+
 UNSUPPORTED = [u_try, u_try_finally, u_with, u_class, u_global, u_nonlocal, u_del, u_del_item,
                u_import, u_attribute_store, u_star_call, u_kwargs_call, u_star_args,
                u_star_kwargs, u_genexpr, u_setcomp, u_dictcomp, u_for_else, u_print,
                u_print_on_branch, u_open, u_next, u_raise, u_assert, u_fstring,
-               u_starred_assign, u_set_display]
+               u_starred_assign, u_set_display, u_lambda_captures_comprehension_variable]
 
 
 def marked_line(f):
