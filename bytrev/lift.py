@@ -48,6 +48,7 @@ a plain `continue` once the loop is rewritten to `while t:`.
 from __future__ import annotations
 
 import dataclasses
+from collections import OrderedDict
 from dataclasses import dataclass, field
 from types import CodeType
 
@@ -1994,7 +1995,10 @@ def _finish(stmts):
 
 # ----------------------------------------------------------------------- public API
 
-_cache: dict = {}
+# Lifted functions by (code object, globals): the IR keeps its code object alive, so the
+# cache is bounded (least recently used first out).
+_cache: OrderedDict = OrderedDict()
+CACHE_SIZE = 1024
 
 
 def lift(func) -> ir.Function:
@@ -2011,6 +2015,7 @@ def lift_code(code: CodeType, globals: dict, qualname: str | None = None) -> ir.
     key = (code, id(globals))
     hit = _cache.get(key)
     if hit is not None:
+        _cache.move_to_end(key)
         return hit
     qualname = qualname or code.co_qualname
     _check_flags(code, qualname)
@@ -2036,6 +2041,8 @@ def lift_code(code: CodeType, globals: dict, qualname: str | None = None) -> ir.
                      body=body, cellvars=tuple(code.co_cellvars),
                      freevars=tuple(code.co_freevars), code=code)
     _cache[key] = fn
+    if len(_cache) > CACHE_SIZE:
+        _cache.popitem(last=False)
     return fn
 
 
