@@ -423,7 +423,6 @@ class _Lifter:
                     order.append(node)
         dfs(self.entry)
         self.rpo = order[::-1]
-        self.reachable = set(b.id for b in self.rpo)
         for b in self.rpo:
             for s in b.succs:
                 s.preds.append(b)
@@ -1497,10 +1496,6 @@ op_STORE_FAST = op_STORE_DEREF = _store_names
 
 
 def op_STORE_GLOBAL(lf, st, x):
-    raise lf.error(f"assignment to global '{x.arg}'", x.line, hint="return the new value instead")
-
-
-def op_STORE_NAME(lf, st, x):
     raise lf.error(f"assignment to global '{x.arg}'", x.line, hint="return the new value instead")
 
 
