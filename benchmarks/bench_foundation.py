@@ -20,21 +20,23 @@ import bytrev
 from bytrev.__main__ import branchy, leapfrog  # the demo's examples
 
 
-def median_time(fn, repeat):
-    times = []
+def median_times(fns, repeat):
+    """Median time of each function, the runs interleaved (f, forward, backward, f, ...)
+    so that a slow spell of the machine hits all of them alike."""
+    times = [[] for _ in fns]
     for _ in range(repeat):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
+        for fn, ts in zip(fns, times):
+            t0 = time.perf_counter()
+            fn()
+            ts.append(time.perf_counter() - t0)
+    return [statistics.median(ts) for ts in times]
 
 
 def workload(name, f, args, repeat):
     r = bytrev.reversible(f)
-    t_f = median_time(lambda: f(*args), repeat)
-    t_fw = median_time(lambda: r.forward(*args), repeat)
     result, tape = r.forward(*args)
-    t_bw = median_time(lambda: r.backward(result, tape), repeat)
+    t_f, t_fw, t_bw = median_times(
+        [lambda: f(*args), lambda: r.forward(*args), lambda: r.backward(result, tape)], repeat)
     return (name, t_f, t_fw, t_bw, tape.nbytes)
 
 
@@ -60,7 +62,7 @@ def main(argv=None):
     p = argparse.ArgumentParser()
     p.add_argument("--quick", action="store_true", help="tiny sizes (smoke test)")
     a = p.parse_args(argv)
-    n_scalar, m, steps, repeat = (1000, 1000, 5, 3) if a.quick else (100_000, 100_000, 100, 7)
+    n_scalar, m, steps, repeat = (1000, 1000, 5, 3) if a.quick else (100_000, 100_000, 100, 15)
     rng = np.random.default_rng(0)
     rows = [
         workload(f"branchy scalar loop, n={n_scalar}", branchy, (0.3, n_scalar), repeat),
