@@ -50,6 +50,7 @@ class Reversible:
         self._signature = inspect.signature(f)
         self._held_index = [params.index(h) for h in held]
         self._sites = self.analysis.sites
+        self._in_place_params = mutated(self.ir.body) & set(params)
         self._changes_in_place = bool(mutated(self.ir.body))
         self._specialised = {}  # argument types -> forward run (see _forward_for)
 

@@ -616,6 +616,7 @@ class Generator:
         tree = self.iteration(s.iter)
         out = self.backward_keep(plan.keep_exit, plan.keep_exit_site)
         k = ast.Name("_br_k", ast.Load())
+        temps = None
         if plan.iterable == "element":
             element, count = self.read(plan.iterable_site), self.read(plan.count_site)
         else:
@@ -630,14 +631,22 @@ class Generator:
                     out.append(_assign(name, self.expr(leaf[1], line)))
             element = self.element(tree, temps, k)
             count = self.read(plan.count_site) if plan.count_site else self.length(tree, temps)
+        before, each, after = self.element_hooks(s, plan, tree, temps, k)
         body = [ast.Assign([self.target(s.target, line)], element)]
         body += self.backward_block(s.body)
         body += self.backward_keep(plan.keep_iter, plan.keep_iter_site)
+        out += before
         out.append(ast.For(ast.Name("_br_k", ast.Store()),
                            _call("range", ast.BinOp(count, ast.Sub(), ast.Constant(1)),
-                                 ast.Constant(-1), ast.Constant(-1)), body, []))
+                                 ast.Constant(-1), ast.Constant(-1)), body + each, []))
         out += self.backward_keep(plan.keep_entry, plan.keep_entry_site)
-        return _at(out, line)
+        return _at(out + after, line)
+
+    def element_hooks(self, s, plan, tree, temps, k):
+        """Extra statements (before the loop, at the end of each iteration, after it) for
+        the backward run of a `for` loop; the gradient sweep adds the loop variable's
+        adjoint to its sequence here (`temps` is None when elements came from the tape)."""
+        return [], [], []
 
     # ---- whole functions
 
@@ -667,19 +676,24 @@ class Generator:
                                         + [pyname(h) for h in an.held]),
             body=bwd_body, decorator_list=[], returns=None, type_params=[])
 
+        (fwd, bwd), module = self.compile([forward, backward])
+        fwd.float_sites = frozenset(i for i, floats in self.all_floats.items() if floats)
+        return fwd, bwd, module
+
+    def compile(self, functions):
+        """Compile generated function definitions inside a factory whose parameters are
+        the constants, so they run with the user's globals; returns (functions, module)."""
         factory = ast.FunctionDef(
             name="_br_factory", args=_args(list(self.consts)),
-            body=[forward, backward, ast.Return(ast.Tuple(
-                [ast.Name("forward", ast.Load()), ast.Name("backward", ast.Load())], ast.Load()))],
+            body=functions + [ast.Return(ast.Tuple(
+                [ast.Name(f.name, ast.Load()) for f in functions], ast.Load()))],
             decorator_list=[], returns=None, type_params=[])
         module = ast.Module([factory], [])
         _at([factory], self.fn.firstlineno)
         code = compile(module, self.fn.filename, "exec")
         factory_code = next(c for c in code.co_consts if isinstance(c, types.CodeType))
         make = types.FunctionType(factory_code, self.pyfunc.__globals__)
-        fwd, bwd = make(*self.consts.values())
-        fwd.float_sites = frozenset(i for i, floats in self.all_floats.items() if floats)
-        return fwd, bwd, module
+        return make(*self.consts.values()), module
 
 
 def _binding_counts(stmts, counts=None) -> dict:

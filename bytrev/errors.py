@@ -48,3 +48,8 @@ class ReversalError(BytrevError, ArithmeticError):
     """The backward run failed on values it was given: an inverse instruction does not
     apply to their type (`s + "a"` on strings), or they are not what the forward run
     produced (a tampered result or tape)."""
+
+
+class ReversalDriftWarning(UserWarning):
+    """The backward run of a gradient restored the arguments only approximately (float
+    inverses round): the gradient was computed along slightly different states."""

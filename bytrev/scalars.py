@@ -38,11 +38,14 @@ def _join_env(a: dict, b: dict) -> dict:
 
 class FloatVars:
     """`floats_before[id(stmt)]`: the variables holding a Python float whenever the
-    forward run reaches `stmt`."""
+    forward run reaches `stmt`; `env_before` / `env_after[id(stmt)]`: every variable's
+    lattice type there (for `type(expr, env)`)."""
 
     def __init__(self, body, params, arg_types, context):
         self.cx = context
         self.floats_before = {}
+        self.env_before = {}
+        self.env_after = {}
         self._breaks = []
         self.block(body, dict(zip(params, arg_types)))
 
@@ -112,7 +115,12 @@ class FloatVars:
 
     def stmt(self, s, env):
         self.floats_before[id(s)] = frozenset(k for k, t in env.items() if t == "float")
-        env = dict(env)
+        self.env_before[id(s)] = env
+        env = self._effect(s, dict(env))
+        self.env_after[id(s)] = env
+        return env
+
+    def _effect(self, s, env):
         if isinstance(s, ir.Assign):
             if isinstance(s.target, ir.Name):
                 env[s.target.id] = self.type(s.value, env)

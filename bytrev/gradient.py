@@ -1,0 +1,285 @@
+"""The gradient API: `grad`, `value_and_grad`, `vjp`, `jacobian`.
+
+Shaped like autograd's and JAX's. Each runs the reversible form's forward run (which
+records the tape: branch bits, trip counts, stashed values) and then the gradient sweep
+of `bytrev.adjoint`, which restores earlier states by running the function backwards and
+accumulates adjoints on the way. The arguments come back restored (arrays the function
+changes in place are put back into the caller's objects), and the restored values are
+compared with the originals: floating-point inverses are not exact, and a drift larger
+than `DRIFT_TOLERANCE` (relative) warns with `ReversalDriftWarning`, or raises
+`ReversalError` with `strict=True`.
+
+Conventions: gradients have the structure and types of the arguments (a Python float
+gets a float, an array an array of its shape and dtype, a dict/list/tuple the same
+container). Integer and boolean values get no gradient: asking for one through `argnums`
+raises TypeError; integer leaves inside a container get zeros. Keyword arguments of
+NumPy primitives get no gradient.
+"""
+from __future__ import annotations
+
+import copy
+import functools
+import numbers
+import warnings
+
+import numpy as np
+
+from . import rules, scalars
+from .adjoint import GradGenerator
+from .api import _run_backward, reversible
+from .errors import BytrevError, ReversalDriftWarning, ReversalError
+
+DRIFT_TOLERANCE = 1e-6  # relative: max |restored - original| / max(|original|, tiny)
+
+
+def _differentiable(value) -> bool:
+    """Whether a value can carry a gradient (floats, complex, float arrays, containers
+    holding any)."""
+    if isinstance(value, (bool, np.bool_)) or value is None:
+        return False
+    if isinstance(value, (float, complex, np.floating, np.complexfloating)):
+        return True
+    if isinstance(value, numbers.Integral):
+        return False
+    dtype = getattr(value, "dtype", None)
+    if dtype is not None:
+        return getattr(dtype, "kind", "f") in "fc"
+    if isinstance(value, (tuple, list)):
+        return any(_differentiable(v) for v in value)
+    if isinstance(value, dict):
+        return any(_differentiable(v) for v in value.values())
+    return False
+
+
+class GradientProgram:
+    """Per function: its reversible form plus gradient sweeps compiled per argument-type
+    signature (which arguments are active, which are Python floats)."""
+
+    def __init__(self, f):
+        self.function = f
+        self.reversible = reversible(f)
+        an = self.reversible.analysis
+        self.params = an.params
+        cells = f.__closure__ or ()
+        self.freevars = an.function.freevars
+        self._free_inputs = [name for name, cell in zip(self.freevars, cells)
+                             if _differentiable(_cell_value(cell))]
+        self._sweeps = {}
+
+    def sweep_for(self, values):
+        key = tuple((type(v), getattr(v, "dtype", None)) for v in values)
+        sweep = self._sweeps.get(key)
+        if sweep is None:
+            an = self.reversible.analysis
+            types = [scalars.type_name(v) for v in values]
+            floats = scalars.FloatVars(an.body, an.params, types, an.context)
+            inputs = [p for p, v in zip(an.params, values) if _differentiable(v)]
+            gen = GradGenerator(an, self.function, floats, inputs + self._free_inputs, types)
+            sweep, _ = gen.build_gradient()
+            if len(self._sweeps) < 32:
+                self._sweeps[key] = sweep
+        return sweep
+
+    def vjp(self, args, kwargs, strict=False, result=None):
+        """Run the function forward; return (result, pullback) where pullback(ct)
+        returns (cotangents of the parameters in signature order, cotangents of the
+        closure cells in `freevars` order). A caller that already has the `result`
+        of this call may pass it: a function whose reversible form needs no tape then
+        is not run forward again."""
+        rev = self.reversible
+        values = rev._bind(args, kwargs)
+        sweep = self.sweep_for(values)
+        if result is None or rev.analysis.sites or rev._changes_in_place:
+            result, tape = rev.forward(*args, **kwargs)
+            records = tape.containers_for_backward
+        else:
+            records = lambda owner: []  # noqa: E731  (nothing was recorded)
+        changes_in_place = rev._changes_in_place
+        kept = copy.deepcopy(result) if changes_in_place else result
+
+        def pullback(ct):
+            held = [values[i] for i in rev._held_index]
+            start = copy.deepcopy(kept) if changes_in_place else kept
+            restored, grads, free = _run_backward(rev.ir, sweep, records(rev), ct, start, *held)
+            _put_back(rev, values, restored, strict)
+            free_by_name = dict(zip(self._free_inputs, free))
+            return grads, tuple(free_by_name.get(n, rules.ZERO) for n in self.freevars)
+
+        return result, pullback
+
+
+def _cell_value(cell):
+    try:
+        return cell.cell_contents
+    except ValueError:
+        return None
+
+
+@functools.lru_cache(maxsize=1024)
+def gradient_program(f) -> GradientProgram:
+    return GradientProgram(f)
+
+
+def _put_back(rev, originals, restored, strict):
+    """Restore changed arrays into the caller's objects and check the drift of values
+    the backward run recomputed."""
+    in_place = rev._in_place_params
+    worst, worst_param = 0.0, None
+    for p, original, value in zip(rev.analysis.params, originals, restored):
+        if original is value:
+            continue
+        if p in in_place:
+            if isinstance(original, np.ndarray) and isinstance(value, np.ndarray) \
+                    and value.shape == original.shape:
+                original[...] = value
+            continue
+        d = _relative_drift(original, value)
+        if d > worst:
+            worst, worst_param = d, p
+    if worst > DRIFT_TOLERANCE:
+        fn = rev.ir
+        msg = (f"{fn.qualname} ({fn.filename}:{fn.firstlineno}): running it backwards "
+               f"restored {worst_param} with a relative drift of {worst:.3g} (tolerance "
+               f"{DRIFT_TOLERANCE:g}); floating-point inverses are not exact, and the "
+               "gradient was computed along the drifted states")
+        if strict:
+            raise ReversalError(msg)
+        warnings.warn(msg, ReversalDriftWarning, stacklevel=4)
+
+
+def _relative_drift(original, value) -> float:
+    try:
+        if isinstance(original, (tuple, list)):
+            return max([_relative_drift(o, v) for o, v in zip(original, value)] or [0.0])
+        if isinstance(original, dict):
+            return max([_relative_drift(original[k], value[k]) for k in original] or [0.0])
+        if not _differentiable(original):
+            return 0.0
+        o = np.asarray(original)
+        diff = np.max(np.abs(np.asarray(value) - o)) if o.size else 0.0
+        scale = max(float(np.max(np.abs(o))) if o.size else 0.0, 1e-300)
+        return float(diff / scale) if np.isfinite(diff) else float("inf")
+    except (TypeError, ValueError):
+        return 0.0
+
+
+# --------------------------------------------------------------------------- public API
+
+
+def _check_argnums(f, args, argnums):
+    nums = (argnums,) if isinstance(argnums, int) else tuple(argnums)
+    for i in nums:
+        if not -len(args) <= i < len(args):
+            raise TypeError(f"argnums {i} is out of range for {len(args)} positional arguments "
+                            f"of {f.__qualname__}")
+        if not _differentiable(args[i]):
+            raise TypeError(
+                f"{f.__qualname__}: argument {i} is a {type(args[i]).__name__} without a "
+                "floating-point value; bytrev differentiates only with respect to float "
+                "values (floats, float arrays, containers of them)")
+    return nums
+
+
+def _gradient_of(ct, like):
+    """The cotangent `ct` of a value `like`, with its structure and types."""
+    out = rules.materialize(ct, like)
+    if isinstance(like, float) and not isinstance(like, np.floating):
+        return float(np.real(out)) if np.ndim(out) == 0 else out
+    return out
+
+
+def _is_scalar(value) -> bool:
+    return isinstance(value, (numbers.Number, np.generic)) or \
+        (hasattr(value, "shape") and value.shape == ())
+
+
+def _unit(value):
+    """The seed 1 of the type of a scalar result."""
+    if isinstance(value, np.ndarray):
+        return np.ones_like(value)
+    return type(value)(1) if isinstance(value, (float, np.floating)) else 1.0
+
+
+def value_and_grad(f, argnums=0, has_aux=False, *, strict=False):
+    """`g(*args, **kwargs) -> (value, gradient)`: f's value and its gradient with respect
+    to the positional argument(s) `argnums` (an int, or a tuple of ints giving a tuple of
+    gradients). f must return a scalar (or `(scalar, aux)` with `has_aux`; then the
+    value is `(scalar, aux)`). `strict=True` turns the drift warning into an error."""
+    program = gradient_program(f)
+
+    def value_and_gradient(*args, **kwargs):
+        nums = _check_argnums(f, args, argnums)
+        out, pullback = program.vjp(args, kwargs, strict)
+        value = out
+        if has_aux:
+            if not (isinstance(out, tuple) and len(out) == 2):
+                raise BytrevError(f"{f.__qualname__} was differentiated with has_aux=True but "
+                                  "did not return a pair (value, aux)")
+            value = out[0]
+        if not _is_scalar(value):
+            raise BytrevError(
+                f"{f.__qualname__} returned a {type(value).__name__}"
+                f"{' of shape ' + str(value.shape) if hasattr(value, 'shape') else ''}; "
+                "grad needs a scalar output: use bytrev.vjp(f, *args) for a vector-Jacobian "
+                "product or bytrev.jacobian(f) for the whole Jacobian")
+        seed = _unit(value)
+        grads, _ = pullback((seed, rules.ZERO) if has_aux else seed)
+        picked = tuple(_gradient_of(grads[i % len(args)], args[i]) for i in nums)
+        return out, (picked[0] if isinstance(argnums, int) else picked)
+
+    functools.update_wrapper(value_and_gradient, f)
+    return value_and_gradient
+
+
+def grad(f, argnums=0, has_aux=False, *, strict=False):
+    """`g(*args, **kwargs)`: the gradient of scalar-valued f with respect to the
+    positional argument(s) `argnums`; with `has_aux`, `(gradient, aux)`."""
+    vg = value_and_grad(f, argnums, has_aux, strict=strict)
+
+    def gradient(*args, **kwargs):
+        out, g = vg(*args, **kwargs)
+        return (g, out[1]) if has_aux else g
+
+    functools.update_wrapper(gradient, f)
+    return gradient
+
+
+def vjp(f, *args, strict=False, **kwargs):
+    """`(out, vjp_fn)`: f's value and a function mapping a cotangent of the output
+    (same structure as `out`) to the tuple of cotangents of the positional arguments."""
+    program = gradient_program(f)
+    out, pullback = program.vjp(args, kwargs, strict)
+
+    def vjp_fn(ct):
+        grads, _ = pullback(ct)
+        return tuple(_gradient_of(grads[i], a) if _differentiable(a) else None
+                     for i, a in enumerate(args))
+
+    return out, vjp_fn
+
+
+def jacobian(f, argnums=0, *, strict=False):
+    """`J(*args, **kwargs)`: the Jacobian of f (array-valued or scalar) with respect to
+    the positional argument `argnums`, as an array of shape `out.shape + arg.shape`, one
+    reverse sweep per output element."""
+    if not isinstance(argnums, int):
+        raise TypeError("jacobian takes one argnums (an int)")
+    program = gradient_program(f)
+
+    def jac(*args, **kwargs):
+        _check_argnums(f, args, argnums)
+        out, pullback = program.vjp(args, kwargs, strict)
+        arg = args[argnums]
+        out_arr = np.asarray(out)
+        rows = []
+        for k in range(max(out_arr.size, 1)):
+            seed = np.zeros_like(out_arr, dtype=np.result_type(out_arr.dtype, np.float64))
+            seed.reshape(-1)[k] = 1.0
+            ct = seed if isinstance(out, np.ndarray) else type(out)(seed[()]) \
+                if isinstance(out, (float, np.floating)) else seed
+            grads, _ = pullback(ct)
+            rows.append(np.asarray(_gradient_of(grads[argnums], arg)))
+        return np.stack(rows).reshape(out_arr.shape + np.shape(arg))
+
+    functools.update_wrapper(jac, f)
+    return jac
