@@ -39,6 +39,7 @@ from .analysis import AssignPlan, _base_name
 from .codegen import Generator, _args, _assign, _at, _name, pyname
 from .errors import UnsupportedError
 from .rules import ZERO
+from .scalars import REALS, SCALARS
 
 # Callables whose results never carry a derivative: their arguments are not "used"
 # differentiably, so e.g. `range(n)` does not make `n` need an adjoint.
@@ -359,21 +360,21 @@ class GradGenerator(Generator):
         fl = self.floats
         ok, bad = set(), set()
         for p, t in zip(self.an.params, self._param_types):
-            (ok if t == "float" else bad).add(p)
+            (ok if t in REALS else bad).add(p)
         for s in _statements(self.body):
             before, after = fl.env_before.get(id(s), {}), fl.env_after.get(id(s), {})
             for attr in ("value", "test", "iter"):
                 e = getattr(s, attr, None)
                 if isinstance(e, tuple(_EXPR_TYPES)):
                     for n in ir.names_read(e):
-                        (ok if before.get(n) == "float" else bad).add(n)
+                        (ok if before.get(n) in REALS else bad).add(n)
             if isinstance(s, (ir.Assign, ir.AugAssign, ir.For)):
                 for n in (ir.target_names(s.target) if not isinstance(s.target, ir.Subscript)
                           else {_base_name(s.target)}):
                     if isinstance(s, ir.For):
                         bad.add(n)
                     else:
-                        (ok if after.get(n) == "float" else bad).add(n)
+                        (ok if after.get(n) in REALS else bad).add(n)
         return frozenset((ok - bad) & self.active)
 
     def _buffer_variables(self):
@@ -414,16 +415,17 @@ class GradGenerator(Generator):
     # ---- statements
 
     def backward_stmt(self, s):
-        undo = super().backward_stmt(s)
         plan = self.an.plans.get(id(s))
         self.line = s.line
         env = self.floats.env_before.get(id(s), {}) if self.floats else {}
         if isinstance(s, (ir.Assign, ir.Return)) and isinstance(plan, AssignPlan):
-            return _at(self.adjoint_assign(s, plan, env), s.line)
+            return _at(_fold_resets(self.adjoint_assign(s, plan, env)), s.line)
+        undo = super().backward_stmt(s)
+        self.line = s.line
         if isinstance(s, ir.Assign):
             return undo + _at(self.adjoint_store_item(s, env), s.line)
         if isinstance(s, ir.AugAssign):
-            return undo + _at(self.adjoint_aug(s, env), s.line)
+            return undo + _at(_fold_resets(self.adjoint_aug(s, env)), s.line)
         return undo
 
     def adjoint_assign(self, s, plan, env):
@@ -669,7 +671,8 @@ class GradGenerator(Generator):
         return values[id(e)]
 
     def is_float(self, e, env):
-        return self.floats is not None and self.floats.type(e, env) == "float"
+        """Whether `e` has Python float arithmetic (a float or a NumPy float64)."""
+        return self.floats is not None and self.floats.type(e, env) in REALS
 
     def give(self, e, c_ast, env, out, values, maybe_zero, inline=False):
         """Pass cotangent `c_ast` (Python ast; ZERO or None at run time when
@@ -757,8 +760,7 @@ class GradGenerator(Generator):
                 self.give(ir.Name(n), self.call_helper(part, gl, ast.Constant(i)), env, out,
                           values, True)
         elif isinstance(e, ir.ListComp):
-            raise self.cx.error("a list comprehension over differentiated values", self.line,
-                                "write it as a for loop that appends to a list")
+            self.back_listcomp(e, g, env, out)
         else:
             raise self.cx.error(f"differentiating {type(e).__name__}", self.line)
 
@@ -766,10 +768,9 @@ class GradGenerator(Generator):
         gl = _name(g)
         left, right = values.get(id(e.left), e.left), values.get(id(e.right), e.right)
         L, R = self.expr(left, self.line), self.expr(right, self.line)
-        numeric = ("float", "int", "bool")
         if self.floats is not None and e.op in ("+", "-", "*", "/", "**") and \
-                self.floats.type(e.left, env) in numeric and \
-                self.floats.type(e.right, env) in numeric and self.is_float(e, env):
+                self.floats.type(e.left, env) in SCALARS and \
+                self.floats.type(e.right, env) in SCALARS and self.is_float(e, env):
             ans = self.val(e, values)
             parts = _float_partials(e.op, gl, L, R, ans, self.const(np.log))
             for x, c in zip((e.left, e.right), parts):
@@ -795,7 +796,7 @@ class GradGenerator(Generator):
                 (obj is not None and rules.vjp_rule(obj) is not None):
             templates = rules.elementwise_template(obj)
             if templates and not e.kwargs and all(
-                    self.floats is not None and self.floats.type(a, env) in ("float", "int")
+                    self.floats is not None and self.floats.type(a, env) in SCALARS
                     for a in e.args) and self.is_float(e, env):
                 for x, template, a in zip(e.args, templates, args):
                     if template is not None:
@@ -849,9 +850,64 @@ class GradGenerator(Generator):
                                                               ast.Load()), ast.Constant(k)),
                       env, out, values, True)
 
+    def back_listcomp(self, e, g, env, out):
+        """`[elt for t in seq if cond ...]`: run the clauses again, element k of the
+        cotangent list goes to `elt` evaluated with that element's loop variables, and
+        each loop variable's adjoint goes to its sequence element."""
+        renames = {}
+        for clause in e.loops:
+            if not isinstance(clause.target, ir.Name):
+                raise self.cx.error("unpacking in a differentiated list comprehension",
+                                    self.line, "write it as a for loop")
+            renames[clause.target.id] = self.temp("lc")
+
+        def local(x):
+            return ir.map_expr(x, lambda n: ir.Name(renames[n.id]) if isinstance(n, ir.Name)
+                               and n.id in renames else n)
+        self.active |= set(renames.values())
+        count = self.temp("n")
+        out.append(_assign(pyname(count), ast.Constant(0)))
+        element = self.temp("ge")
+        body = [_assign(pyname(element), self.call_helper(part, _name(g), _name(count))),
+                ast.AugAssign(_name(count, ast.Store), ast.Add(), ast.Constant(1))]
+        inner = self.vjp(local(e.elt), element, {}, maybe_zero=True)
+        flows = []  # after each element: loop variables' adjoints into their sequences
+        loops = []
+        for clause in e.loops:
+            seq, buf = self.temp("sq"), self.temp("lb")
+            var = renames[clause.target.id]
+            loops.append((seq, buf, var, clause))
+        for seq, buf, var, clause in reversed(loops):
+            flows += [_assign(pyname(buf), self.call_helper(
+                          acc_index, _name(buf), _name(seq), _name(var + "k"), self.adj_load(var))),
+                      ast.Assign([ast.Name(self.adj(var), ast.Store())], self.helper_zero())]
+        stmts = body + inner + flows
+        for seq, buf, var, clause in reversed(loops):
+            for cond in reversed(clause.conds):
+                stmts = [ast.If(self.expr(local(cond), self.line), stmts, [])]
+            stmts = [ast.Assign([ast.Name(self.adj(var), ast.Store())], self.helper_zero())] + stmts
+            stmts = [_assign(pyname(seq), self.expr(local(clause.iter), self.line)),
+                     _assign(pyname(buf), self.helper_zero()),
+                     ast.For(ast.Tuple([_name(var + "k", ast.Store), _name(var, ast.Store)],
+                                       ast.Store()),
+                             self.call_helper(enumerate, _name(seq)), stmts, []),
+                     *self.vjp(local(clause.iter), buf, {}, maybe_zero=True)]
+        out += stmts
+
     def back_subscript(self, e, g, env, out, values):
         gl = _name(g)
         index = self.val(e.index, values)
+        if isinstance(e.value, ir.Name) and e.value.id in self.buffers and \
+                self.floats.type(e, env) == "f64":
+            # An element of a 1-D float64 array: `adj_a[i] += g`, the buffer made once.
+            a = self.adj(e.value.id)
+            out.append(ast.If(ast.Compare(ast.Name(a, ast.Load()), [ast.Is()],
+                                          [self.helper_zero()]),
+                              [ast.Assign([ast.Name(a, ast.Store())], self.call_helper(
+                                  _buffer, ast.Name(a, ast.Load()), _name(e.value.id)))], []))
+            out.append(ast.AugAssign(ast.Subscript(ast.Name(a, ast.Load()), index, ast.Store()),
+                                     ast.Add(), gl))
+            return
         if isinstance(e.value, ir.Name) and e.value.id in self.buffers:
             a = self.adj(e.value.id)
             out.append(ast.Assign([ast.Name(a, ast.Store())], self.call_helper(
@@ -926,8 +982,8 @@ def _prune(stmts):
         def keep(st):
             nonlocal removed
             if isinstance(st, ast.Assign) and len(st.targets) == 1 and \
-                    isinstance(st.targets[0], ast.Name) and \
-                    st.targets[0].id.startswith(_TEMP_PREFIXES) and st.targets[0].id not in loads:
+                    isinstance(st.targets[0], ast.Name) and st.targets[0].id not in loads and \
+                    (st.targets[0].id.startswith(_TEMP_PREFIXES) or _plain_read(st.value)):
                 removed = True
                 return False
             return True
@@ -944,6 +1000,44 @@ def _prune(stmts):
         stmts = visit(stmts)
         if not removed:
             return stmts
+
+
+def _plain_read(value) -> bool:
+    """A value whose evaluation has no effect and cannot fail in the sweep: `seq[k]`
+    restoring a loop variable the sweep never reads, for example."""
+    if isinstance(value, (ast.Name, ast.Constant)):
+        return True
+    return isinstance(value, ast.Subscript) and _plain_read(value.value) and \
+        _plain_read(value.slice)
+
+
+def _fold_resets(stmts):
+    """`a = 0.0; ...; a = a + c` → `...; a = c` for float adjoints (no read of `a`
+    between): the common shape of a statement's adjoint, one assignment shorter."""
+    out = list(stmts)
+    i = 0
+    while i < len(out):
+        st = out[i]
+        if isinstance(st, ast.Assign) and isinstance(st.targets[0], ast.Name) and \
+                isinstance(st.value, ast.Constant) and st.value.value == 0.0 and \
+                type(st.value.value) is float:
+            name = st.targets[0].id
+            for j in range(i + 1, len(out)):
+                uses = [n for n in ast.walk(out[j]) if isinstance(n, ast.Name) and n.id == name]
+                if not uses:
+                    continue
+                nxt = out[j]
+                if isinstance(nxt, ast.Assign) and isinstance(nxt.targets[0], ast.Name) and \
+                        nxt.targets[0].id == name and isinstance(nxt.value, ast.BinOp) and \
+                        isinstance(nxt.value.op, ast.Add) and \
+                        isinstance(nxt.value.left, ast.Name) and nxt.value.left.id == name and \
+                        len(uses) == 2:
+                    out[j] = ast.Assign([nxt.targets[0]], nxt.value.right)
+                    del out[i]
+                    i -= 1
+                break
+        i += 1
+    return out
 
 
 def _tuple_of_names(names):

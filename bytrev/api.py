@@ -62,13 +62,20 @@ class Reversible:
     def forward(self, *args, **kwargs):
         """Run `f(*args, **kwargs)`; return `(result, tape)`."""
         values = self._bind(args, kwargs)
+        result, containers, float_sites = self.record(values)
+        return result, Tape(self, self._sites, containers, values, float_sites)
+
+    def record(self, values):
+        """Run the forward sweep on bound argument values; return (result, one
+        container per tape site as the sweep filled it, the sites holding only floats).
+        The gradient consumes the containers at once; `forward` packs them into a Tape."""
         if self._changes_in_place:
             _refuse_aliased_arrays(self.ir, values)
         forward = self._forward_for(values)
         containers = [array("d") if s.kind == "stash" and s.index not in forward.float_sites
                       else [] for s in self._sites]
         result = forward(containers, *values)
-        return result, Tape(self, self._sites, containers, values, forward.float_sites)
+        return result, containers, forward.float_sites
 
     def _forward_for(self, values):
         """The forward run specialised to the arguments' scalar types: where a stashed

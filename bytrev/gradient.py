@@ -89,18 +89,18 @@ class GradientProgram:
         rev = self.reversible
         values = rev._bind(args, kwargs)
         sweep = self.sweep_for(values)
+        containers = []
         if result is None or rev.analysis.sites or rev._changes_in_place:
-            result, tape = rev.forward(*args, **kwargs)
-            records = tape.containers_for_backward
-        else:
-            records = lambda owner: []  # noqa: E731  (nothing was recorded)
+            # The sweep consumes the records right away: they stay unpacked lists.
+            result, containers, _ = rev.record(values)
         changes_in_place = rev._changes_in_place
         kept = copy.deepcopy(result) if changes_in_place else result
 
         def pullback(ct):
             held = [values[i] for i in rev._held_index]
             start = copy.deepcopy(kept) if changes_in_place else kept
-            restored, grads, free = _run_backward(rev.ir, sweep, records(rev), ct, start, *held)
+            records = [c[:] for c in containers]  # pullback may be called again
+            restored, grads, free = _run_backward(rev.ir, sweep, records, ct, start, *held)
             _put_back(rev, values, restored, strict)
             free_by_name = dict(zip(self._free_inputs, free))
             return grads, tuple(free_by_name.get(n, rules.ZERO) for n in self.freevars)

@@ -1,19 +1,33 @@
-"""Which variables certainly hold Python floats, given the types of the arguments.
+"""Which variables certainly hold Python floats (and other scalar types), given the
+types of the arguments.
 
 The forward run stashes values into typed float arrays when it can; a value of another
 type needs a run-time check first (see `codegen.Generator.push`). When the arguments are
 Python floats and ints, most loop-carried values provably stay floats, and the generated
-code for that argument signature can skip the check. This is a small forward data-flow
-pass over the normal-form body on the lattice {float, int, bool} + unknown (None).
+code for that argument signature can skip the check. The gradient sweep uses the same
+facts to inline the derivatives of scalar arithmetic (`bytrev.adjoint`).
+
+This is a small forward data-flow pass over the normal-form body on the lattice
+
+    float (Python float), f64 (NumPy float64 scalar), real (one of the two), int, bool,
+    f64[k] (a float64 ndarray of k dimensions), and unknown (None).
+
+A float64 scalar is a subclass of float with the same arithmetic, so `real` values can
+share inlined derivative code; only `float` is exact enough for the forward run's
+stash (it must give back the very type it stashed).
 """
 from __future__ import annotations
 
 import builtins
 import math
 
+import numpy as np
+
 from . import ir
 
 NUMERIC = ("float", "int", "bool")
+REALS = ("float", "f64", "real")  # values with Python float arithmetic
+SCALARS = REALS + ("int", "bool")
 
 _MATH_FLOAT = {
     "sin", "cos", "tan", "asin", "acos", "atan", "atan2", "sinh", "cosh", "tanh", "asinh",
@@ -25,15 +39,29 @@ _MATH_FLOAT = {
 
 def type_name(value):
     """The lattice element for a run-time value (exact types only: no subclasses)."""
-    return {float: "float", int: "int", bool: "bool"}.get(type(value))
+    t = type(value)
+    if t is np.ndarray and value.dtype == np.float64:
+        return f"f64[{value.ndim}]"
+    return {float: "float", int: "int", bool: "bool", np.float64: "f64"}.get(t)
 
 
 def _join(a, b):
-    return a if a == b else None
+    if a == b:
+        return a
+    return "real" if a in REALS and b in REALS else None
 
 
 def _join_env(a: dict, b: dict) -> dict:
     return {k: _join(a.get(k), b.get(k)) for k in a.keys() | b.keys()}
+
+
+def _arith(left, right):
+    """The type of `left op right` for + - * / // % ** on scalars, with a float among them."""
+    if "f64" in (left, right):
+        return "f64"  # NumPy scalars win over Python numbers
+    if "real" in (left, right):
+        return "real"
+    return "float"
 
 
 class FloatVars:
@@ -58,8 +86,11 @@ class FloatVars:
             return env.get(e.id)
         if isinstance(e, ir.BinOp):
             left, right = self.type(e.left, env), self.type(e.right, env)
-            if left not in NUMERIC or right not in NUMERIC:
+            if left not in SCALARS or right not in SCALARS:
                 return None
+            if left not in NUMERIC or right not in NUMERIC:
+                return _arith(left, right) if e.op in ("+", "-", "*", "/", "%", "//", "**") \
+                    else None
             if e.op == "/":
                 return "float"
             if e.op in ("+", "-", "*", "%", "//", "**"):
@@ -72,8 +103,8 @@ class FloatVars:
             t = self.type(e.operand, env)
             if e.op == "not":
                 return "bool"
-            if e.op in ("-", "+") and t in NUMERIC:
-                return "float" if t == "float" else "int"
+            if e.op in ("-", "+") and t in SCALARS:
+                return t if t in REALS else "int"
             return "int" if e.op == "~" and t in ("int", "bool") else None
         if isinstance(e, ir.Compare):
             return "bool" if self.type(e.left, env) in NUMERIC and \
@@ -84,6 +115,9 @@ class FloatVars:
             return _join(self.type(e.body, env), self.type(e.orelse, env))
         if isinstance(e, ir.Call) and not e.kwargs:
             return self.call_type(e, env)
+        if isinstance(e, ir.Subscript) and env.get(getattr(e.value, "id", None)) == "f64[1]" \
+                and self.type(e.index, env) == "int":
+            return "f64"  # an element of a 1-D float64 array
         return None
 
     def call_type(self, e, env):
@@ -97,9 +131,9 @@ class FloatVars:
             return "float"
         if obj in (builtins.int, builtins.len) or (obj is builtins.round and len(args) == 1):
             return "int"
-        if obj is builtins.abs and args and args[0] in NUMERIC:
-            return "float" if args[0] == "float" else "int"
-        if obj in (builtins.min, builtins.max) and len(args) > 1 and all(a in NUMERIC for a in args):
+        if obj is builtins.abs and args and args[0] in SCALARS:
+            return args[0] if args[0] in REALS else "int"
+        if obj in (builtins.min, builtins.max) and len(args) > 1 and all(a in SCALARS for a in args):
             out = args[0]
             for a in args[1:]:
                 out = _join(out, a)
@@ -148,6 +182,9 @@ class FloatVars:
         if isinstance(s, ir.For) and isinstance(s.target, ir.Name) and \
                 isinstance(s.iter, ir.Call) and self.cx.resolve(s.iter.func) is range:
             target_type = "int"
+        elif isinstance(s, ir.For) and isinstance(s.target, ir.Name) and \
+                isinstance(s.iter, ir.Name) and env.get(s.iter.id) == "f64[1]":
+            target_type = "f64"
         header = env
         while True:
             self._breaks.append([])
