@@ -101,7 +101,7 @@ def _differentiable(value) -> bool:
     if type(value) is float:  # the common case first
         return True
     dtype = getattr(value, "dtype", None)
-    if dtype is not None:
+    if isinstance(dtype, np.dtype):
         return dtype.kind in "fc"
     return isinstance(value, (float, complex, list, tuple))
 
@@ -136,14 +136,18 @@ def unbroadcast(c, like):
     over the broadcast axes; a scalar sum when `like` is a Python number, a NumPy scalar
     or a 0-d array; split into a list/tuple when `like` is one (`ZERO` for constant
     elements)."""
-    if isinstance(like, (list, tuple)):
+    shape = getattr(like, "shape", None)
+    if shape:  # an array with at least one axis
+        return _sum_to_shape(c, shape)
+    if shape is None and type(like) is not float and isinstance(like, (list, tuple)):
         c = _sum_to_shape(c, np.shape(like))
         return _rebuild(like, [unbroadcast(c[i], element) if _differentiable(element) else ZERO
                                for i, element in enumerate(like)])
-    shape = getattr(like, "shape", None)
-    if not shape:  # a Python number (no shape) or a 0-d value (shape ())
-        return c.sum() if getattr(c, "ndim", 0) else c
-    return _sum_to_shape(c, shape)
+    # a Python number (no shape), a NumPy scalar or a 0-d array (shape ())
+    return c.sum() if getattr(c, "ndim", 0) else c
+
+
+_PLAIN_VALUES = frozenset((float, np.float64, np.ndarray))
 
 
 def add(a, b):
@@ -154,6 +158,8 @@ def add(a, b):
         return b
     if b is ZERO:
         return a
+    if type(a) in _PLAIN_VALUES:  # the common case first: these run once per operation
+        return a + b
     if isinstance(a, (list, tuple)):
         return _rebuild(a, [add(x, y) for x, y in zip(a, b, strict=True)])
     if isinstance(a, dict):
@@ -232,8 +238,9 @@ def defvjp(func, *rules_per_arg):
     no gradient for that argument, so `defvjp(func)` marks `func` non-differentiable.
     Replaces any earlier rule; returns func."""
     def rule(g, ans, *args, **kwargs):
+        per_arg_rules = (rules_per_arg + (None,) * len(args))[:len(args)]
         return tuple(None if per_arg is None else per_arg(g, ans, *args, **kwargs)
-                     for per_arg, _ in itertools.zip_longest(rules_per_arg[:len(args)], args))
+                     for per_arg in per_arg_rules)
     return defvjp_all(func, rule)
 
 
@@ -249,14 +256,19 @@ def inverse_of(func):
     return None if entry is None else entry[1]
 
 
-def elementwise_template(func):
+def elementwise_template(func, nargs=None):
     """The derivative templates of an elementwise callable: one Python expression per
     positional argument, in `g` (the cotangent of the result), `ans` (the result), `x`
     and `y` (the arguments), with `np` and `math` the modules; None for other callables.
     `math` and builtin templates hold for Python floats, NumPy ones for arrays and
-    scalars. They describe calls with exactly that many positional arguments
-    (`math.log(x)`, not `math.log(x, base)`) and do not undo broadcasting."""
-    return _TEMPLATES.get(id(func))
+    scalars; they do not undo broadcasting. They describe calls with exactly that many
+    positional arguments (`math.log(x)`, not `math.log(x, base)`; `max(x, y)`, not
+    `max(x, y, z)`): given `nargs`, the number of positional arguments of the call, the
+    answer is None unless they describe it."""
+    templates = _TEMPLATES.get(id(func))
+    if nargs is not None and templates is not None and len(templates) != nargs:
+        return None
+    return templates
 
 
 def _padded(leading_rule):
@@ -368,16 +380,22 @@ def _compile_templates(templates):
 def _template_rule(templates):
     """The runtime rule of an elementwise function: each template evaluated for the
     arguments that can carry a gradient, with broadcasting undone. Arguments after the
-    templated ones (a ufunc's positional `out`) get None."""
-    derivatives = _compile_templates(templates)
-    arity = len(derivatives)
+    templated ones (a ufunc's positional `out`) get None. (Written out for one and two
+    arguments: these rules run once per operation in scalar loops.)"""
+    if len(templates) == 1:
+        (dx,) = _compile_templates(templates)
 
-    def rule(g, ans, *args, **kwargs):
-        operands = args[:arity]
-        return tuple(
-            unbroadcast(derivative(g, ans, *operands), arg) if _differentiable(arg) else None
-            for derivative, arg in zip(derivatives, operands)) + (None,) * (len(args) - arity)
-    return rule
+        def unary(g, ans, x, *out, **kwargs):
+            return (unbroadcast(dx(g, ans, x), x) if _differentiable(x) else None,
+                    ) + (None,) * len(out)
+        return unary
+    dx, dy = _compile_templates(templates)
+
+    def binary(g, ans, x, y, *out, **kwargs):
+        return (unbroadcast(dx(g, ans, x, y), x) if _differentiable(x) else None,
+                unbroadcast(dy(g, ans, x, y), y) if _differentiable(y) else None,
+                ) + (None,) * len(out)
+    return binary
 
 
 for _numpy_names, _math_names, _templates in _ELEMENTWISE:
@@ -391,25 +409,31 @@ del _numpy_names, _math_names, _templates, _module_name, _module, _names, _writt
 del _func
 
 
+def _numbers_or_arrays(number_rule, array_rule):
+    """A rule that applies `number_rule` when every argument is a Python number (or a
+    NumPy float scalar), and `array_rule` otherwise."""
+    def rule(g, ans, *args, **kwargs):
+        numbers = all(isinstance(arg, (int, float)) for arg in args)
+        return (number_rule if numbers else array_rule)(g, ans, *args, **kwargs)
+    return rule
+
+
 # Builtins that take numbers or arrays: the math rule for numbers, the NumPy one otherwise.
 # Their templates are the math ones (the code generator inlines templates in float code).
-for _builtin, _for_numbers, _for_arrays in ((builtins.abs, math.fabs, np.absolute),
-                                             (builtins.pow, math.pow, np.power)):
-    _TEMPLATES[id(_builtin)] = _TEMPLATES[id(_for_numbers)]
+for _builtin, _math_twin, _numpy_twin in ((builtins.abs, math.fabs, np.absolute),
+                                          (builtins.pow, math.pow, np.power)):
+    _TEMPLATES[id(_builtin)] = _TEMPLATES[id(_math_twin)]
+    defvjp_all(_builtin, _numbers_or_arrays(vjp_rule(_math_twin), vjp_rule(_numpy_twin)))
+del _builtin, _math_twin, _numpy_twin
 
-    def _by_type(g, ans, *args, _numbers=vjp_rule(_for_numbers),
-                 _arrays=vjp_rule(_for_arrays), **kwargs):
-        numbers = all(isinstance(arg, (int, float)) for arg in args)
-        return (_numbers if numbers else _arrays)(g, ans, *args, **kwargs)
-    defvjp_all(_builtin, _by_type)
-del _builtin, _for_numbers, _for_arrays, _by_type
+_log_of_one_argument = vjp_rule(math.log)  # from the table
 
 
 @_rule_for(math.log)
 def _math_log(g, ans, x, base=None):
     """math.log(x) and math.log(x, base)."""
     if base is None:
-        return (g / x if _differentiable(x) else None,)
+        return _log_of_one_argument(g, ans, x)
     return (g / (x * math.log(base)) if _differentiable(x) else None,
             -g * ans / (base * math.log(base)) if _differentiable(base) else None)
 
@@ -425,10 +449,9 @@ def _where(g, ans, condition, x=None, y=None):
     """np.where(condition, x, y); the condition gets no gradient (nor np.where(c))."""
     if x is None:
         return (None,)
-    zero = np.zeros_like(g)
     return (None,
-            unbroadcast(np.where(condition, g, zero), x) if _differentiable(x) else None,
-            unbroadcast(np.where(condition, zero, g), y) if _differentiable(y) else None)
+            unbroadcast(np.where(condition, g, 0.0), x) if _differentiable(x) else None,
+            unbroadcast(np.where(condition, 0.0, g), y) if _differentiable(y) else None)
 
 
 @_rule_for(np.clip)
@@ -594,18 +617,14 @@ def _inverse_permutation(order) -> list:
     return inverse
 
 
-def _reshaped_like(c, a):
-    """c reshaped to the shape of `a` (an array, a number, or a list/tuple)."""
-    return unbroadcast(np.reshape(c, np.shape(a)), a)
-
-
-def _memory_order(a, order):
-    """'C' or 'F': the order in which order 'A' or 'K' reads `a`."""
+def _reshaped_like(c, a, order="C"):
+    """c reshaped to the shape of `a` (an array, a number, or a list/tuple), reading and
+    writing elements in `order` ('A' and 'K' mean a's memory order, as in np.reshape)."""
     if order in ("A", "K"):
         flags = getattr(a, "flags", None)
-        return "F" if flags is not None and flags.f_contiguous and not flags.c_contiguous \
+        order = "F" if flags is not None and flags.f_contiguous and not flags.c_contiguous \
             else "C"
-    return order
+    return unbroadcast(np.reshape(c, np.shape(a), order=order), a)
 
 
 def _cast_like(c, x):
@@ -618,14 +637,12 @@ def _cast_like(c, x):
 
 @_rule_for(np.reshape)
 def _reshape(g, ans, a, shape=None, order="C", **kwargs):
-    order = _memory_order(a, order)
-    return (unbroadcast(np.reshape(g, np.shape(a), order=order), a),)
+    return (_reshaped_like(g, a, order),)
 
 
 @_rule_for(np.ravel)
 def _ravel(g, ans, a, order="C"):
-    order = _memory_order(a, order)
-    return (unbroadcast(np.reshape(g, np.shape(a), order=order), a),)
+    return (_reshaped_like(g, a, order),)
 
 
 @_rule_for(np.squeeze, np.expand_dims, np.copy, np.ascontiguousarray,
@@ -772,7 +789,7 @@ def _repeat(g, ans, a, repeats, axis=None):
         grouped = np.reshape(g, shape[:axis] + (shape[axis], -1) + shape[axis + 1:])
         c = grouped.sum(axis=axis + 1)
     else:
-        source = np.repeat(np.arange(shape[axis]), repeats)  # where each copy came from
+        source = np.repeat(np.arange(shape[axis], like=x), repeats)  # each copy's origin
         c = np.zeros_like(x)
         np.add.at(c, _index_along(axis, source), g)
     return (_reshaped_like(c, a),)
@@ -951,14 +968,17 @@ def _kron(g, ans, a, b):
             _reshaped_like(gb, b) if _differentiable(b) else None)
 
 
+_SUBLIST_LETTERS = string.ascii_uppercase + string.ascii_lowercase
+
+
 def _einsum_call(args):
     """(subscripts, operands, positions of the operands in args) for both call forms,
     np.einsum("ij,jk->ik", a, b) and np.einsum(a, [0, 1], b, [1, 2], [0, 2])."""
     if isinstance(args[0], str):
         return args[0], args[1:], range(1, len(args))
 
-    def labels(sublist):
-        return "".join("..." if s is Ellipsis else string.ascii_letters[s] for s in sublist)
+    def labels(sublist):  # 0-25 as A-Z, 26-51 as a-z: sorted letters keep the number order
+        return "".join("..." if s is Ellipsis else _SUBLIST_LETTERS[s] for s in sublist)
     count = len(args) // 2
     inputs = ",".join(labels(args[2 * i + 1]) for i in range(count))
     output = "->" + labels(args[-1]) if len(args) % 2 else ""
@@ -988,7 +1008,6 @@ def _einsum_terms(subscripts: str, operands):
             letter for letter in set(letters) if letters.count(letter) == 1
             and letter not in broadcast))
     return inputs, output, unused
-
 
 
 def _einsum_operand_cotangent(g, i, inputs, output, operands, unused, optimize):
@@ -1083,16 +1102,17 @@ def _norm(g, ans, x, ord=None, axis=None, keepdims=False):
         return value if keepdims else np.reshape(
             value, [1 if i in axes else n for i, n in enumerate(a.shape)])
     gk, norm = kept(g), kept(ans)
-    if ord in (None, "fro") or (len(axes) == 1 and ord not in (np.inf, -np.inf, 0)) \
-            or (len(axes) > 2):
-        p = 2 if ord in (None, "fro") else ord
-        nonzero_norm = np.where(norm == 0, 1, norm)
-        c = np.sign(a) * np.abs(a) ** (p - 1) * gk / nonzero_norm ** (p - 1)
-    elif ord == 0:
-        return (None,)
-    elif len(axes) == 1:  # ord inf or -inf: the largest or smallest magnitude
-        hits = np.abs(a) == norm
-        c = np.sign(a) * hits * gk / hits.sum(axis=axes, keepdims=True)
+    nonzero_norm = np.where(norm == 0, 1, norm)
+    if len(axes) != 2 or ord in (None, "fro"):  # a vector norm (Frobenius: all entries)
+        if ord in (None, "fro", 2):
+            c = a * (gk / nonzero_norm)
+        elif ord in (np.inf, -np.inf):  # the largest or smallest magnitude
+            hits = np.abs(a) == norm
+            c = np.sign(a) * hits * gk / hits.sum(axis=axes, keepdims=True)
+        elif ord == 0:  # the number of nonzero entries
+            return (None,)
+        else:
+            c = np.sign(a) * np.abs(a) ** (ord - 1) * gk / nonzero_norm ** (ord - 1)
     elif ord in ("nuc", 2, -2):
         u, _, vh = np.linalg.svd(np.moveaxis(a, axes, (-2, -1)), full_matrices=False)
         if ord == 2:
@@ -1222,7 +1242,8 @@ _BINARY_OPERATORS = {"+": np.add, "-": np.subtract, "*": np.multiply, "/": np.di
                      "**": np.power, "@": np.matmul, "//": np.floor_divide,
                      "%": np.remainder}
 _BINARY_RULES = {op: vjp_rule(func) for op, func in _BINARY_OPERATORS.items()}
-_number_power_rule = vjp_rule(math.pow)
+_BINARY_RULES["**"] = vjp_rule(builtins.pow)  # math's rule for numbers, NumPy's for arrays
+_SEQUENCES = (list, tuple, str)
 
 
 def _sequence_binop(op, g, x, y):
@@ -1244,13 +1265,9 @@ def binop_vjp(op: str, g, ans, x, y) -> tuple:
     """The cotangents (of x, of y) of `ans = x <op> y` for '+', '-', '*', '/', '**', '@',
     '//' and '%' on Python numbers, NumPy scalars and arrays, mixed, with broadcasting
     undone; also concatenation and repetition of lists and tuples."""
-    if op == "**":
-        if type(y) is int:  # a constant exponent: no log, no 0 * inf at x = 0
-            return (g * y * x ** (y - 1) if y and _differentiable(x) else None), None
-        if isinstance(x, (int, float)) and isinstance(y, (int, float)):
-            return _number_power_rule(g, ans, x, y)
-    elif op in ("+", "*") and (isinstance(x, (list, tuple, str))
-                               or isinstance(y, (list, tuple, str))):
+    if op == "**" and type(y) is int:  # a constant exponent: no log, no 0 * inf at x = 0
+        return (g * y * x ** (y - 1) if y and _differentiable(x) else None), None
+    if (op == "+" or op == "*") and (isinstance(x, _SEQUENCES) or isinstance(y, _SEQUENCES)):
         return _sequence_binop(op, g, x, y)
     return _BINARY_RULES[op](g, ans, x, y)
 
@@ -1352,7 +1369,7 @@ _METHODS_AS_FUNCTIONS = {
 
 def _method_reshape(g, ans, x, *shape, order="C"):
     """x.reshape(2, 3) or x.reshape((2, 3))."""
-    return (_reshape(g, ans, x, order=order)[0],)
+    return (_reshaped_like(g, x, order),)
 
 
 def _method_transpose(g, ans, x, *axes):
