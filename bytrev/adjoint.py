@@ -29,13 +29,14 @@ What this module decides statically, per function and argument-type signature:
 from __future__ import annotations
 
 import ast
+import copy
 import dataclasses
 import types
 
 import numpy as np
 
 from . import ir, rules
-from .analysis import AssignPlan, _base_name
+from .analysis import PURE_MODULES, AssignPlan, _base_name, _module_of
 from .codegen import Generator, _args, _assign, _at, _name, pyname
 from .errors import UnsupportedError
 from .rules import ZERO
@@ -78,7 +79,7 @@ def acc_owned(adj, c):
         return adj
     if adj is ZERO:
         return _own(c)
-    if isinstance(adj, np.ndarray) and getattr(c, "shape", ()) == adj.shape or np.ndim(c) == 0:
+    if isinstance(adj, np.ndarray) and (np.shape(c) == adj.shape or np.ndim(c) == 0):
         adj += c
         return adj
     return rules.add(adj, c)
@@ -157,14 +158,15 @@ def call_vjp(func, g, ans, args, kwargs, where):
     rule = rules.vjp_rule(func)
     if rule is not None:
         return ZERO, rule(g, ans, *args, **kwargs), {}
+    if _differentiated_through(func):
+        return user_vjp(func, g, ans, args, kwargs)
     owner = getattr(func, "__self__", None)
     if owner is not None and not isinstance(owner, types.ModuleType):
-        rule = rules.method_rule(owner, func.__name__)
-        if rule is not None:
-            cts = rule(g, ans, owner, *args, **kwargs)
-            return ZERO, cts[1:], {}  # (the object itself: see method_vjp)
-    if isinstance(func, types.FunctionType):
-        return user_vjp(func, g, ans, args, kwargs)
+        fn, filename, line = where
+        raise UnsupportedError(
+            f"a call of the bound method {func.__name__} of a {type(owner).__name__} held in "
+            "a variable", function=fn, filename=filename, line=line,
+            hint="call the method on its object directly, e.g. x.sum()")
     raise _no_rule(func, where)
 
 
@@ -186,13 +188,21 @@ def attribute_vjp(obj, name, g, ans, where):
 
 def _no_rule(func, where, what=None):
     fn, filename, line = where
-    name = what or f"call to {getattr(func, '__module__', None) or ''}" \
-                   f"{'.' if getattr(func, '__module__', None) else ''}" \
-                   f"{getattr(func, '__qualname__', None) or getattr(func, '__name__', repr(func))}"
+    if what is None:
+        module = getattr(func, "__module__", None)
+        qualname = getattr(func, "__qualname__", None) or getattr(func, "__name__", repr(func))
+        what = f"call to {module + '.' if module else ''}{qualname}"
     return UnsupportedError(
-        f"{name} (no derivative rule)", function=fn, filename=filename, line=line,
+        f"{what} (no derivative rule)", function=fn, filename=filename, line=line,
         hint="register one with bytrev.defvjp(func, rule_for_arg0, ...), where "
              "rule(g, ans, *args, **kwargs) returns the cotangent of that argument")
+
+
+def _differentiated_through(func) -> bool:
+    """A user's Python function without a registered rule: bytrev differentiates its
+    body. (NumPy's own Python functions, math and the like need rules instead.)"""
+    return isinstance(func, types.FunctionType) and rules.vjp_rule(func) is None and \
+        not _module_of(func).startswith(PURE_MODULES)
 
 
 def user_vjp(func, g, ans, args, kwargs):
@@ -792,9 +802,8 @@ class GradGenerator(Generator):
         args = [self.val(a, values) for a in e.args]
         kwargs = [ast.keyword(k, self.val(v, values)) for k, v in e.kwargs]
         ans = self.val(e, values)
-        if obj is not None and not isinstance(obj, types.FunctionType) or \
-                (obj is not None and rules.vjp_rule(obj) is not None):
-            templates = rules.elementwise_template(obj)
+        if obj is not None and not _differentiated_through(obj):
+            templates = rules.elementwise_template(obj, len(e.args))
             if templates and not e.kwargs and all(
                     self.floats is not None and self.floats.type(a, env) in SCALARS
                     for a in e.args) and self.is_float(e, env):
@@ -836,7 +845,7 @@ class GradGenerator(Generator):
         func = self.val(e.func, values)
         cts = self.temp("cs")
         out.append(_assign(pyname(cts), ast.Call(
-            self.helper(call_vjp if obj is None else user_vjp_call),
+            self.helper(call_vjp),
             [func, gl, ans, ast.Tuple(args, ast.Load()),
              ast.Dict([ast.Constant(k.arg) for k in kwargs], [k.value for k in kwargs]),
              self.where_ast()], [])))
@@ -1051,12 +1060,6 @@ _EXPR_TYPES = (ir.Const, ir.Name, ir.Global, ir.FreeVar, ir.BinOp, ir.UnaryOp, i
                ir.List, ir.Dict, ir.ListComp, ir.MakeFunction)
 
 
-def user_vjp_call(func, g, ans, args, kwargs, where):
-    """A call of a known Python function: a registered rule wins, else differentiate
-    through it."""
-    return call_vjp(func, g, ans, args, kwargs, where)
-
-
 def _float_partials(op, g, L, R, ans, log_name):
     """Inline partials (as ast) of `L op R` on Python numbers."""
     def b(l, o, r):
@@ -1088,7 +1091,6 @@ class _FreeAsName:
                            if isinstance(x, ir.FreeVar) and x.id in self.names else x)
 
     def stmt(self, s):
-        import copy
         s = copy.copy(s)
         for attr in ("value", "test", "iter"):
             e = getattr(s, attr, None)
