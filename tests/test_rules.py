@@ -292,6 +292,11 @@ def test_power_at_zero_has_no_nan():
         assert cy is None or np.all(np.isfinite(cy))
     cx, cy = rules.vjp_rule(np.power)(np.ones(3), x ** 2.0, x, 2.0)
     assert np.all(np.isfinite(cx)) and np.isfinite(cy)
+    exponents = np.array([0.0, 1.0, 2.0])
+    cx, cy = rules.vjp_rule(np.power)(np.ones(3), np.zeros(3) ** exponents, np.zeros(3),
+                                      exponents)
+    np.testing.assert_array_equal(cx, [0, 1, 0])
+    np.testing.assert_array_equal(cy, [0, 0, 0])
     assert rules.binop_vjp("**", 1.0, 0.0, 0.0, 2) == (0.0, None)
     assert rules.binop_vjp("**", 1.0, 1.0, 0.0, 0) == (None, None)
     assert rules.binop_vjp("**", 1.0, 0.0, 0.0, 2.0) == (0.0, 0.0)
@@ -309,6 +314,8 @@ def test_where_and_clip():
     check_vjp(np.clip, (a, -0.5, None))
     check_vjp(np.clip, (a,), {"min": -0.3, "max": 0.4})
     check_vjp(np.clip, (1.5, 0.0, 1.0))
+    crossing = rng.uniform(-1, 1, 5)  # a_min > a_max in some places: the result is a_max
+    check_vjp(np.clip, (a, crossing, -crossing))
     # g goes to exactly one place even on the bounds
     x = np.array([-1.0, 0.0, 0.5, 1.0, 2.0])
     ca, clo, chi = rules.vjp_rule(np.clip)(np.ones(5), np.clip(x, 0.0, 1.0), x, 0.0, 1.0)
@@ -466,7 +473,9 @@ def test_einsum_sublist_form():
 @pytest.mark.parametrize("shapes, axes", [
     (((2, 3, 4), (3, 4, 5)), 2), (((2, 3), (3, 4)), 1), (((2, 3), (4,)), 0),
     (((2, 3, 4), (3, 2, 5)), ([1, 0], [0, 1])), (((2, 3, 4), (4, 5, 2)), ([2, 0], [0, 2])),
-    (((2, 3, 4), (5, 3)), (1, 1)), (((2, 3, 4), (4, 3, 2)), ([-1, 1], [0, -2]))], ids=str)
+    (((2, 3, 4), (5, 3)), (1, 1)), (((2, 3, 4), (4, 3, 2)), ([-1, 1], [0, -2])),
+    (((2, 3, 4), (3, 2, 5)), ([0, 1], [1, 0])), (((2, 3, 4), (4, 5, 2)), ([0, 2], [2, 0]))],
+    ids=str)
 def test_tensordot(shapes, axes):
     rng = np.random.default_rng(18)
     check_vjp(np.tensordot, tuple(uniform(rng, s) for s in shapes) + (axes,))
@@ -519,6 +528,18 @@ NORMS = [((5,), {}), ((5,), {"ord": 1}), ((5,), {"ord": np.inf}), ((5,), {"ord":
 @pytest.mark.parametrize("shape, kwargs", NORMS, ids=str)
 def test_norm(shape, kwargs):
     check_vjp(np.linalg.norm, (np.random.default_rng(22).standard_normal(shape),), kwargs)
+
+
+def test_norm_ties_share_g():
+    norm_rule = rules.vjp_rule(np.linalg.norm)
+    x = np.array([[1.0, -1.0], [-2.0, 2.0]])  # column sums 3, 3; row sums 2, 4
+    c, _ = norm_rule(1.0, np.linalg.norm(x, 1), x, 1)
+    np.testing.assert_array_equal(c, [[0.5, -0.5], [-0.5, 0.5]])
+    c, _ = norm_rule(1.0, np.linalg.norm(x, -np.inf), x, -np.inf)
+    np.testing.assert_array_equal(c, [[1, -1], [0, 0]])
+    v = np.array([3.0, -3.0, 1.0])
+    c, _ = norm_rule(1.0, np.linalg.norm(v, np.inf), v, np.inf)
+    np.testing.assert_array_equal(c, [0.5, -0.5, 0])
 
 
 def test_norm_at_zero_is_zero():
@@ -623,6 +644,9 @@ def test_builtins():
     assert rules.vjp_rule(float)(1.0, 2.0, "2.0") == (None,)
     (c,) = rules.vjp_rule(max)(1.0, 2.0, [2.0, 1, 2.0])
     assert c == [0.5, ZERO, 0.5]
+    items = [-2.0, 2.0, 1.0]  # tied by the key: they share g
+    (c,) = rules.vjp_rule(max)(1.0, max(items, key=abs), items, key=abs)
+    assert c == [0.5, 0.5, ZERO]
 
 
 NON_DIFFERENTIABLE = [
