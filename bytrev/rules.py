@@ -271,12 +271,22 @@ def elementwise_template(func, nargs=None):
     return templates
 
 
+def _like_result(g, ans):
+    """`g` in the array type of `ans`: a Python or NumPy scalar cotangent of a 0-d CuPy
+    result (the seed 1.0 of a scalar result is one) becomes a 0-d CuPy array, so that
+    rules build the cotangents of CuPy arguments on the device, not with NumPy."""
+    if type(ans) is np.ndarray or hasattr(g, "__array_function__") or \
+            not hasattr(ans, "__array_function__"):
+        return g
+    return np.asarray(g, like=ans)
+
+
 def _padded(leading_rule):
     """A full rule from `leading_rule`, which returns the cotangents of the leading
     positional arguments only: the rest get None; extra entries (for parameters the call
-    did not pass positionally) are dropped."""
+    did not pass positionally) are dropped. `g` comes in the array type of `ans`."""
     def rule(g, ans, *args, **kwargs):
-        cotangents = leading_rule(g, ans, *args, **kwargs)
+        cotangents = leading_rule(_like_result(g, ans), ans, *args, **kwargs)
         missing = len(args) - len(cotangents)
         return cotangents + (None,) * missing if missing >= 0 else cotangents[:len(args)]
     rule.__name__ = rule.__qualname__ = leading_rule.__name__
@@ -1036,6 +1046,7 @@ def _einsum_operand_cotangent(g, i, inputs, output, operands, unused, optimize):
 
 def _einsum(g, ans, *args, out=None, optimize=False, **kwargs):
     """np.einsum with subscripts (explicit or implicit output, '...') or sublists."""
+    g = _like_result(g, ans)
     subscripts, operands, positions = _einsum_call(args)
     inputs, output, unused = _einsum_terms(subscripts, operands)
     cotangents = [None] * len(args)
@@ -1081,9 +1092,9 @@ def _det(g, ans, a):
 @_rule_for(np.linalg.slogdet)
 def _slogdet(g, ans, a):
     """Only the log-determinant carries a gradient: d log|det(a)| = inv(a)^T."""
-    g_logdet = g[1]
-    if g_logdet is ZERO:
+    if g[1] is ZERO:
         return (None,)
+    g_logdet = _like_result(g[1], ans[1])
     return (np.expand_dims(g_logdet, (-2, -1)) * _matrix_transpose(np.linalg.inv(a)),)
 
 
@@ -1132,9 +1143,9 @@ def _logsumexp(g, ans, a, axis=None, b=None, keepdims=False, return_sign=False):
     """scipy.special.logsumexp: g times the softmax of a (weighted by b). b gets no
     gradient; with return_sign=True only the value carries one."""
     if return_sign:
-        g, ans = g[0], ans[0]
-        if g is ZERO:
+        if g[0] is ZERO:
             return (None,)
+        g, ans = _like_result(g[0], ans[0]), ans[0]
     x = _as_array(a)
     weights = np.exp(x - _unreduce(ans, x.shape, axis, keepdims))
     if b is not None:

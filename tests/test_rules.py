@@ -996,6 +996,158 @@ def test_lookup_is_by_identity():
 
 
 # ---------------------------------------------------------------------------------------
+# Backend independence: rules on a CuPy stand-in
+
+class Duck(np.lib.mixins.NDArrayOperatorsMixin):
+    """A stand-in for a CuPy array: NumPy's functions and ufuncs dispatch to it; it refuses
+    to become a NumPy array and refuses NumPy arrays as operands, as CuPy does."""
+
+    def __init__(self, data):
+        self.data = data
+
+    def __array__(self, *args, **kwargs):
+        raise TypeError("a Duck array converted to a NumPy array")
+
+    def __bool__(self):
+        return bool(self.data)
+
+    def __float__(self):
+        return float(self.data)
+
+    def __repr__(self):
+        return f"Duck({self.data!r})"
+
+    @classmethod
+    def unwrap(cls, value):
+        if isinstance(value, Duck):
+            return value.data
+        if isinstance(value, np.ndarray):
+            raise TypeError(f"a NumPy array {value.shape} mixed with Duck arrays")
+        if isinstance(value, (list, tuple)):
+            return type(value)(cls.unwrap(v) for v in value)
+        if isinstance(value, dict):
+            return {k: cls.unwrap(v) for k, v in value.items()}
+        return value
+
+    @classmethod
+    def wrap(cls, value):
+        if isinstance(value, (np.ndarray, np.generic)):  # CuPy gives 0-d arrays, not scalars
+            return Duck(np.asarray(value))
+        if isinstance(value, tuple):
+            return tuple(cls.wrap(v) for v in value)
+        if isinstance(value, list):
+            return [cls.wrap(v) for v in value]
+        return value
+
+    def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        return self.wrap(getattr(ufunc, method)(*self.unwrap(inputs), **self.unwrap(kwargs)))
+
+    def __array_function__(self, func, types, args, kwargs):
+        return self.wrap(func(*self.unwrap(args), **self.unwrap(kwargs)))
+
+    shape = property(lambda self: self.data.shape)
+    ndim = property(lambda self: self.data.ndim)
+    dtype = property(lambda self: self.data.dtype)
+    size = property(lambda self: self.data.size)
+    flags = property(lambda self: self.data.flags)
+    T = property(lambda self: Duck(self.data.T))
+
+    def __len__(self):
+        return len(self.data)
+
+    def __getitem__(self, index):
+        return self.wrap(self.data[self.unwrap(index)])
+
+    def __setitem__(self, index, value):
+        self.data[self.unwrap(index)] = self.unwrap(value)
+
+    def __getattr__(self, name):  # methods: sum, reshape, astype, copy, ...
+        method = getattr(self.data, name)
+        return lambda *args, **kwargs: self.wrap(method(*self.unwrap(args), **self.unwrap(kwargs)))
+
+
+def _ducks(*shape, positive=False):
+    data = np.random.default_rng(sum(shape) + 29).standard_normal(shape)
+    return Duck(np.abs(data) + 0.5 if positive else data)
+
+
+def _invertible():
+    return Duck(np.random.default_rng(30).standard_normal((3, 3)) + 3 * np.eye(3))
+
+
+BACKEND_CASES = [
+    (np.sum, (_ducks(3, 4),), {"axis": 1}), (np.sum, (_ducks(3, 4),), {}),
+    (np.mean, (_ducks(3, 4),), {}), (np.max, (_ducks(3, 4),), {}),
+    (np.prod, (_ducks(3, 4),), {"axis": 0}), (np.var, (_ducks(3, 4),), {}),
+    (np.std, (_ducks(3, 4),), {"axis": 1}), (np.cumsum, (_ducks(3, 4),), {}),
+    (np.linalg.norm, (_ducks(3, 4),), {}), (np.linalg.norm, (_ducks(3, 4),), {"ord": 2}),
+    (np.linalg.norm, (_ducks(3, 4),), {"ord": 1}), (np.linalg.norm, (_ducks(5),), {"ord": np.inf}),
+    (np.dot, (_ducks(3), _ducks(3)), {}), (np.dot, (_ducks(2, 3), _ducks(3, 4)), {}),
+    (np.matmul, (_ducks(3), _ducks(3)), {}), (np.matmul, (_ducks(3), _ducks(3, 2)), {}),
+    (np.inner, (_ducks(3), _ducks(3)), {}), (np.outer, (_ducks(3), _ducks(2)), {}),
+    (np.vdot, (_ducks(3), _ducks(3)), {}), (np.trace, (_ducks(3, 3),), {}),
+    (np.linalg.det, (_invertible(),), {}), (np.linalg.slogdet, (_invertible(),), {}),
+    (np.linalg.inv, (_invertible(),), {}), (np.linalg.solve, (_invertible(), _ducks(3)), {}),
+    (np.einsum, ("i,i", _ducks(3), _ducks(3)), {}), (np.einsum, ("ii->i", _ducks(3, 3)), {}),
+    (np.einsum, ("ij->", _ducks(2, 3)), {}), (np.tensordot, (_ducks(2, 3), _ducks(2, 3)), {}),
+    (np.kron, (_ducks(2), _ducks(3)), {}), (np.take, (_ducks(5), Duck(np.array([0, 0, 3]))), {}),
+    (np.repeat, (_ducks(3), Duck(np.array([1, 0, 2]))), {}), (np.tile, (_ducks(3), 2), {}),
+    (np.concatenate, ((_ducks(2), _ducks(3)),), {}), (np.stack, ([_ducks(2), _ducks(2)],), {}),
+    (np.sort, (_ducks(4),), {}), (np.clip, (_ducks(4), -0.5, 0.5), {}),
+    (np.where, (Duck(np.array([True, False, True])), _ducks(3), 1.0), {}),
+    (np.maximum, (_ducks(3), _ducks(3)), {}), (np.power, (_ducks(3, positive=True), _ducks(3)), {}),
+    (np.diag, (_ducks(3),), {}), (np.diag, (_ducks(3, 3),), {}), (np.diagonal, (_ducks(3, 4), 1), {}),
+    (np.add, (_ducks(3, 1), _ducks(4)), {}), (np.multiply, (_ducks(3), 2.0), {}),
+    (np.broadcast_to, (_ducks(3, 1), (2, 3, 4)), {}), (np.sin, (_ducks(3),), {}),
+    (sum, (_ducks(3),), {}), (sum, (_ducks(3, 2),), {}), (max, (_ducks(3),), {}),
+    (abs, (_ducks(3),), {}), (float, (_ducks(),), {}),
+]
+
+
+def _on_numpy(value):
+    return Duck.unwrap(value) if not isinstance(value, np.ndarray) else value
+
+
+@pytest.mark.parametrize("func, args, kwargs", BACKEND_CASES,
+                         ids=[f"{getattr(c[0], '__name__', c[0])}-{i}"
+                              for i, c in enumerate(BACKEND_CASES)])
+def test_rules_stay_on_the_arguments_backend(func, args, kwargs):
+    """With CuPy-like arguments (and the Python float seed 1.0 for a scalar result), the
+    cotangents are arrays of that kind, equal to the ones computed with NumPy."""
+    ans = func(*args, **kwargs)
+    if isinstance(ans, tuple):
+        g = (1.0, 1.0)
+    elif np.ndim(ans) == 0:
+        g = 1.0
+    else:
+        g = Duck(np.random.default_rng(31).standard_normal(np.shape(ans)))
+    got = rules.vjp_rule(func)(g, ans, *args, **kwargs)
+    expected = rules.vjp_rule(func)(_on_numpy(g), _on_numpy(ans), *_on_numpy(args),
+                                    **kwargs)
+    for c, c_numpy, arg in zip(got, expected, args):
+        if not is_float_valued(_on_numpy(arg)):
+            assert c is None
+            continue
+        for part, part_numpy, element in zip(*(v if isinstance(arg, (list, tuple)) else [v]
+                                              for v in (c, c_numpy, arg))):
+            if np.ndim(element) > 0:
+                assert isinstance(part, Duck), type(part)
+            np.testing.assert_allclose(_on_numpy(part), part_numpy, rtol=1e-12)
+
+
+def test_getitem_and_accumulate_stay_on_the_backend():
+    x = _ducks(4, 3)
+    for index in (1, (slice(None), 0), Duck(np.array([0, 0, 2])), Duck(x.data > 0)):
+        c = rules.getitem_vjp(x[index] * 0 + 1.0, x, index)
+        assert isinstance(c, Duck)
+        rules.accumulate_index(c, index, 1.0)
+    np.testing.assert_array_equal(rules.unbroadcast(Duck(np.ones((2, 3))), Duck(np.ones(3))).data,
+                                  [2, 2, 2])
+    assert isinstance(rules.zeros_like_value(x), Duck)
+    assert isinstance(rules.materialize(ZERO, [x])[0], Duck)
+
+
+# ---------------------------------------------------------------------------------------
 # SciPy (optional)
 
 
