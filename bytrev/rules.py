@@ -31,14 +31,17 @@ Conventions
   `np.zeros_like(x)` and friends or array methods, call NumPy functions that dispatch
   through `__array_function__` / `__array_ufunc__`, and never convert an argument that may
   be an array with `np.asarray` or `float()`. (Python numbers and lists are converted: they
-  cannot hold device arrays in a call NumPy accepted.)
+  cannot hold device arrays in a call NumPy accepted.) A scalar `g` for a 0-d CuPy result
+  (such as the seed 1.0) is first made a 0-d CuPy array (`_like_result`).
 * Complex numbers are not supported (rules are written for real inputs).
 
 Elementwise functions (NumPy ufuncs, `math` functions, the builtins `abs`, `pow`, `min`
 and `max` of two numbers) are defined by derivative *templates*: one Python expression per
 positional argument in the names `g`, `ans`, `x` (first argument) and `y` (second), with
-`np` and `math` the modules. `elementwise_template(func)` gives them to the code generator,
-which inlines them in float code; the runtime rules are compiled from the same strings.
+`np` and `math` the modules. `elementwise_template(func, nargs)` gives them to the code
+generator, which inlines them in float code; the runtime rules are compiled from the same
+strings. Other callables have hand-written rules, grouped below as reductions, shape and
+copy operations, linear algebra, builtins, operators, subscripts, methods and attributes.
 
 Subgradients at kinks: `abs` and `norm` give 0 at 0; `maximum`, `minimum`, `max`, `min`,
 `amax`, `amin` and the builtins `max`/`min` split `g` evenly among tied arguments or
@@ -1359,22 +1362,20 @@ def getitem_vjp(g, x, index):
 
 
 def _is_array(obj) -> bool:
-    return isinstance(obj, (np.ndarray, np.generic)) or hasattr(type(obj), "__array_function__")
+    """A NumPy array or scalar, or an array of another backend (CuPy)."""
+    return isinstance(obj, (np.ndarray, np.generic)) or \
+        hasattr(type(obj), "__array_function__")
 
 
-# Methods that take the arguments of the NumPy function of the same name after the array:
-# x.sum(axis) is np.sum(x, axis), so they share its rule.
+# Methods that take the arguments of a NumPy function after the array: x.sum(axis) is
+# np.sum(x, axis), so they share its rule. (x.flatten() is np.ravel(x), x.conj() is
+# np.conjugate(x).)
+_METHOD_FUNCTION_NAMES = {"flatten": "ravel", "conj": "conjugate"}
 _METHODS_AS_FUNCTIONS = {
-    name: getattr(np, function) for name, function in (
-        ("sum", "sum"), ("mean", "mean"), ("prod", "prod"), ("max", "max"),
-        ("min", "min"), ("var", "var"), ("std", "std"), ("dot", "dot"),
-        ("ravel", "ravel"), ("flatten", "ravel"), ("squeeze", "squeeze"), ("copy", "copy"),
-        ("clip", "clip"), ("cumsum", "cumsum"), ("swapaxes", "swapaxes"),
-        ("repeat", "repeat"), ("take", "take"), ("trace", "trace"),
-        ("diagonal", "diagonal"), ("conj", "conjugate"), ("conjugate", "conjugate"),
-        ("all", "all"), ("any", "any"), ("argmax", "argmax"), ("argmin", "argmin"),
-        ("argsort", "argsort"), ("nonzero", "nonzero"), ("round", "round"),
-        ("searchsorted", "searchsorted"))
+    name: getattr(np, _METHOD_FUNCTION_NAMES.get(name, name)) for name in """
+        sum mean prod max min var std dot ravel flatten squeeze copy clip cumsum swapaxes
+        repeat take trace diagonal conj conjugate all any argmax argmin argsort nonzero
+        round searchsorted""".split()
 }
 
 
