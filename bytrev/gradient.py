@@ -29,7 +29,8 @@ from .adjoint import GradGenerator
 from .api import _run_backward, reversible
 from .errors import BytrevError, ReversalDriftWarning, ReversalError
 
-DRIFT_TOLERANCE = 1e-6  # relative: max |restored - original| / max(|original|, tiny)
+DRIFT_TOLERANCE = 1e-6  # max |restored - original| / (max |original| + DRIFT_FLOOR)
+DRIFT_FLOOR = 1e-6  # so that a state that starts at 0.0 is measured on an absolute scale
 
 
 def _differentiable(value) -> bool:
@@ -157,7 +158,7 @@ def _relative_drift(original, value) -> float:
             return 0.0
         o = np.asarray(original)
         diff = np.max(np.abs(np.asarray(value) - o)) if o.size else 0.0
-        scale = max(float(np.max(np.abs(o))) if o.size else 0.0, 1e-300)
+        scale = (float(np.max(np.abs(o))) if o.size else 0.0) + DRIFT_FLOOR
         return float(diff / scale) if np.isfinite(diff) else float("inf")
     except (TypeError, ValueError):
         return 0.0
@@ -182,10 +183,18 @@ def _check_argnums(f, args, argnums):
 
 def _gradient_of(ct, like):
     """The cotangent `ct` of a value `like`, with its structure and types."""
-    out = rules.materialize(ct, like)
-    if isinstance(like, float) and not isinstance(like, np.floating):
-        return float(np.real(out)) if np.ndim(out) == 0 else out
-    return out
+    return _typed_like(rules.materialize(ct, like), like)
+
+
+def _typed_like(g, like):
+    """Python float leaves of `like` get Python floats (a rule may give NumPy scalars)."""
+    if type(like) is float:
+        return float(np.real(g)) if np.ndim(g) == 0 else g
+    if isinstance(like, (tuple, list)) and isinstance(g, (tuple, list)):
+        return type(like)(_typed_like(a, b) for a, b in zip(g, like))
+    if isinstance(like, dict) and isinstance(g, dict):
+        return {k: _typed_like(g[k], like[k]) for k in like}
+    return g
 
 
 def _is_scalar(value) -> bool:
