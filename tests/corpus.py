@@ -34,6 +34,8 @@ import numpy as np
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from bytrev.__main__ import branchy
+
 # --------------------------------------------------------------------------- strategies
 
 FLOAT = st.floats(-10.0, 10.0, allow_nan=False, allow_infinity=False, allow_subnormal=False)
@@ -560,15 +562,8 @@ def _branchy_stashes(x, n):
     return count
 
 
-@case((FLOAT, COUNT), invertible=False, exact=False, bits=lambda x, n: n, counts=0,
-      stashed=_branchy_stashes)
-def branchy_loop(x, n):
-    for i in range(n):
-        if x > 0.5:
-            x = x * 0.7 + 0.1 * math.sin(x)
-        else:
-            x = x * 1.3 + 0.05
-    return x
+branchy_loop = case((FLOAT, COUNT), invertible=False, exact=False, bits=lambda x, n: n, counts=0,
+      stashed=_branchy_stashes)(branchy)  # the README/demo example
 
 
 @case((FLOAT, COUNT), invertible=True, exact=False, zero_tape=True)

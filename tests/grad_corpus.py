@@ -33,6 +33,8 @@ import numpy as np
 from hypothesis import strategies as st
 from hypothesis.extra import numpy as hnp
 
+from bytrev.__main__ import branchy
+
 MARGIN = 1e-3
 
 # --------------------------------------------------------------------------- strategies
@@ -619,15 +621,8 @@ def _branchy_margin(x, n):
     return m
 
 
-@case(away(args(floats(0.0, 2.0), st.integers(0, 30)), _branchy_margin),
-      notes="README's branchy loop: the branch flips with the state; every iterate >= 1e-3 from 0.5")
-def branchy_loop(x, n):
-    for i in range(n):
-        if x > 0.5:
-            x = x * 0.7 + 0.1 * math.sin(x)
-        else:
-            x = x * 1.3 + 0.05
-    return x
+branchy_loop = case(away(args(floats(0.0, 2.0), st.integers(0, 30)), _branchy_margin),
+      notes="README's branchy loop: the branch flips with the state; every iterate >= 1e-3 from 0.5")(branchy)  # the README/demo example
 
 
 # ============================================================================ augmented / in-place arrays

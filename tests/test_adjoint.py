@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 import bytrev
+from bytrev.__main__ import branchy
 
 
 def central(f, x, eps=1e-6):
@@ -106,15 +107,6 @@ def test_rows_of_a_matrix_accumulate_into_one_buffer():
     m, v = np.arange(6.0).reshape(3, 2), np.array([0.5, -1.0])
     gm, gv = bytrev.grad(dot_loop_2d, (0, 1))(m, v)
     assert np.array_equal(gm, np.tile(v, (3, 1))) and np.array_equal(gv, m.sum(axis=0))
-
-
-def branchy(x, n):
-    for i in range(n):
-        if x > 0.5:
-            x = x * 0.7 + 0.1 * math.sin(x)
-        else:
-            x = x * 1.3 + 0.05
-    return x
 
 
 def test_a_pullback_can_run_twice():
