@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 VERSIONS := 3.11 3.12 3.13
 
-.PHONY: demo test bench fuzz clean
+.PHONY: demo test bench bench-grad fuzz clean
 
 # .venv-3.X/stamp: a virtual environment for Python 3.X with bytrev and its test extra.
 .venv-%/stamp: pyproject.toml constraints.txt
@@ -32,6 +32,11 @@ fuzz:
 
 bench:
 	@$(MAKE) --no-print-directory .venv-3.11/stamp && .venv-3.11/bin/python benchmarks/bench_foundation.py
+
+# Gradients against f and autograd; each measurement in its own process, long (~45 min;
+# `python benchmarks/bench_grad.py --quick` is a smoke test).
+bench-grad:
+	@$(MAKE) --no-print-directory .venv-3.12/stamp && .venv-3.12/bin/python benchmarks/bench_grad.py
 
 clean:
 	rm -rf .venv-* .pytest_cache .hypothesis

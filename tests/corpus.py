@@ -563,7 +563,7 @@ def _branchy_stashes(x, n):
 
 
 branchy_loop = case((FLOAT, COUNT), invertible=False, exact=False, bits=lambda x, n: n, counts=0,
-      stashed=_branchy_stashes)(branchy)  # the README/demo example
+                    stashed=_branchy_stashes)(branchy)  # the README/demo example
 
 
 @case((FLOAT, COUNT), invertible=True, exact=False, zero_tape=True)

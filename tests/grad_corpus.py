@@ -622,7 +622,7 @@ def _branchy_margin(x, n):
 
 
 branchy_loop = case(away(args(floats(0.0, 2.0), st.integers(0, 30)), _branchy_margin),
-      notes="README's branchy loop: the branch flips with the state; every iterate >= 1e-3 from 0.5")(branchy)  # the README/demo example
+                    notes="README's branchy loop: the branch flips with the state; every iterate >= 1e-3 from 0.5")(branchy)  # the README/demo example
 
 
 # ============================================================================ augmented / in-place arrays
