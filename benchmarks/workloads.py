@@ -313,6 +313,11 @@ def w3_torch(inputs):
 # K components in D dimensions, N points, each component's inverse covariance factor
 # Q = diag(exp(icf[k, :D])) + L, L strictly lower triangular, filled column by column from
 # icf[k, D:]; a Wishart prior on Q. Gradient with respect to (alphas, means, icf).
+# Vectorized over K as ADBench's numpy/autograd/PyTorch references are (they build
+# xcentered with a comprehension over the N points and L column by column; here that is
+# broadcasting and one gather through a constant index). Every tool runs the same algorithm;
+# logsumexp is the max-shifted np version for NumPy and autograd, the library's own for JAX
+# and PyTorch. The multigammaln constant is computed with math.lgamma.
 
 
 def lower_triangle_index(d):
