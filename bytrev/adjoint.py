@@ -151,15 +151,16 @@ def part(c, key):
     return c[key]
 
 
-def call_vjp(func, g, ans, args, kwargs, where):
+def call_vjp(func, g, ans, args, kwargs, where, wrt=None):
     """Cotangents (of func's closure, of args, of kwargs) for a call decided at run time:
     a rule registered for `func`, a bound method of an array, or a Python function,
-    which is differentiated through (recomputing its insides)."""
+    which is differentiated through (recomputing its insides) with respect to the
+    argument positions and keywords in `wrt` (None: all)."""
     rule = rules.vjp_rule(func)
     if rule is not None:
         return ZERO, rule(g, ans, *args, **kwargs), {}
     if _differentiated_through(func):
-        return user_vjp(func, g, ans, args, kwargs)
+        return user_vjp(func, g, ans, args, kwargs, wrt)
     owner = getattr(func, "__self__", None)
     if owner is not None and not isinstance(owner, types.ModuleType):
         fn, filename, line = where
@@ -205,13 +206,16 @@ def _differentiated_through(func) -> bool:
         not _module_of(func).startswith(PURE_MODULES)
 
 
-def user_vjp(func, g, ans, args, kwargs):
+def user_vjp(func, g, ans, args, kwargs, wrt=None):
     """Differentiate through a call of a Python function: run its forward (recording its
     own tape) and its gradient sweep. Returns (closure cotangents, arg cotangents,
     kwarg cotangents)."""
     from .gradient import gradient_program  # the gradient API owns the per-function cache
     program = gradient_program(func)
-    _, pullback = program.vjp(args, kwargs, result=ans)
+    names = None if wrt is None else \
+        {program.params[w] if isinstance(w, int) else w for w in wrt if not isinstance(w, int)
+         or w < len(program.params)}
+    _, pullback = program.vjp(args, kwargs, result=ans, wrt=names)
     grads, free = pullback(g)
     n = len(args)
     kw_cts = {p: c for p, c in zip(program.params[n:], grads[n:]) if p in kwargs}
@@ -787,6 +791,11 @@ class GradGenerator(Generator):
                 if c is not None:
                     self.give(x, c, env, out, values, False, inline=True)
             return
+        one_sided = self.one_sided_partial(e, gl, L, R)
+        if one_sided is not None:
+            active, c = one_sided
+            self.give(active, c, env, out, values, False)
+            return
         needs_ans = e.op in ("/", "**")
         cts = self.temp("cs")
         out.append(_assign(pyname(cts), self.call_helper(
@@ -795,6 +804,29 @@ class GradGenerator(Generator):
         for i, x in enumerate((e.left, e.right)):
             self.give(x, ast.Subscript(_name(cts), ast.Constant(i), ast.Load()), env, out,
                       values, True)
+
+    def one_sided_partial(self, e, gl, L, R):
+        """(operand, cotangent ast) when only one operand of `e` is active and the op is
+        simple: only that cotangent is computed (not the constant's: `0.1 * x`), and a
+        number constant on the other side needs no un-broadcasting."""
+        left, right = self.is_active(e.left), self.is_active(e.right)
+        if left == right or e.op not in ("+", "-", "*", "/", "**") or \
+                (e.op in ("/", "**") and right):
+            return None
+        active, other, A, O = (e.left, e.right, L, R) if left else (e.right, e.left, R, L)
+        if e.op in ("+", "-"):
+            c = ast.UnaryOp(ast.USub(), gl) if e.op == "-" and right else gl
+        elif e.op == "*":
+            c = ast.BinOp(gl, ast.Mult(), O)
+        elif e.op == "/":
+            c = ast.BinOp(gl, ast.Div(), O)
+        else:  # x ** k: g * k * x ** (k - 1), with k - 1 folded for a constant k
+            k1 = ast.Constant(other.value - 1) if isinstance(other, ir.Const) and \
+                type(other.value) in (int, float) else ast.BinOp(O, ast.Sub(), ast.Constant(1))
+            c = ast.BinOp(ast.BinOp(gl, ast.Mult(), O), ast.Mult(), ast.BinOp(A, ast.Pow(), k1))
+        if isinstance(other, ir.Const) and type(other.value) in (int, float):
+            return active, c  # a number does not broadcast the active operand
+        return active, self.call_helper(rules.unbroadcast, c, A)
 
     def back_call(self, e, g, env, out, values):
         gl = _name(g)
@@ -843,12 +875,14 @@ class GradGenerator(Generator):
             return
         # A Python function (known now, or a local holding a callable): decided at run time.
         func = self.val(e.func, values)
+        wrt = tuple(i for i, a in enumerate(e.args) if self.is_active(a)) + \
+            tuple(k for k, v in e.kwargs if self.is_active(v))
         cts = self.temp("cs")
         out.append(_assign(pyname(cts), ast.Call(
             self.helper(call_vjp),
             [func, gl, ans, ast.Tuple(args, ast.Load()),
              ast.Dict([ast.Constant(k.arg) for k in kwargs], [k.value for k in kwargs]),
-             self.where_ast()], [])))
+             self.where_ast(), ast.Constant(wrt)], [])))
         self.give(e.func, ast.Subscript(_name(cts), ast.Constant(0), ast.Load()), env, out,
                   values, True)
         for i, x in enumerate(e.args):

@@ -67,29 +67,34 @@ class GradientProgram:
                              if _differentiable(_cell_value(cell))]
         self._sweeps = {}
 
-    def sweep_for(self, values):
-        key = tuple((type(v), getattr(v, "dtype", None)) for v in values)
+    def sweep_for(self, values, wrt=None):
+        """The gradient sweep for these argument types, differentiating with respect to
+        the parameters named in `wrt` (None: every parameter holding a float value).
+        Leaving out what nobody asked for saves its adjoint work (a time step `dt`)."""
+        an = self.reversible.analysis
+        inputs = tuple(p for p, v in zip(an.params, values)
+                       if _differentiable(v) and (wrt is None or p in wrt))
+        key = (tuple((type(v), getattr(v, "dtype", None)) for v in values), inputs)
         sweep = self._sweeps.get(key)
         if sweep is None:
-            an = self.reversible.analysis
             types = [scalars.type_name(v) for v in values]
             floats = scalars.FloatVars(an.body, an.params, types, an.context)
-            inputs = [p for p, v in zip(an.params, values) if _differentiable(v)]
+            inputs = list(inputs)
             gen = GradGenerator(an, self.function, floats, inputs + self._free_inputs, types)
             sweep, _ = gen.build_gradient()
             if len(self._sweeps) < 32:
                 self._sweeps[key] = sweep
         return sweep
 
-    def vjp(self, args, kwargs, strict=False, result=None):
+    def vjp(self, args, kwargs, strict=False, result=None, wrt=None):
         """Run the function forward; return (result, pullback) where pullback(ct)
         returns (cotangents of the parameters in signature order, cotangents of the
         closure cells in `freevars` order). A caller that already has the `result`
         of this call may pass it: a function whose reversible form needs no tape then
-        is not run forward again."""
+        is not run forward again. Parameters outside `wrt` (names) get no cotangent."""
         rev = self.reversible
         values = rev._bind(args, kwargs)
-        sweep = self.sweep_for(values)
+        sweep = self.sweep_for(values, wrt)
         containers = []
         if result is None or rev.analysis.sites or rev._changes_in_place:
             # The sweep consumes the records right away: they stay unpacked lists.
@@ -218,7 +223,8 @@ def value_and_grad(f, argnums=0, has_aux=False, *, strict=False):
 
     def value_and_gradient(*args, **kwargs):
         nums = _check_argnums(f, args, argnums)
-        out, pullback = program.vjp(args, kwargs, strict)
+        wrt = {program.params[i % len(args)] for i in nums}
+        out, pullback = program.vjp(args, kwargs, strict, wrt=wrt)
         value = out
         if has_aux:
             if not (isinstance(out, tuple) and len(out) == 2):
@@ -277,7 +283,8 @@ def jacobian(f, argnums=0, *, strict=False):
 
     def jac(*args, **kwargs):
         _check_argnums(f, args, argnums)
-        out, pullback = program.vjp(args, kwargs, strict)
+        out, pullback = program.vjp(args, kwargs, strict,
+                                    wrt={program.params[argnums % len(args)]})
         arg = args[argnums]
         out_arr = np.asarray(out)
         rows = []
