@@ -44,35 +44,11 @@ from dataclasses import dataclass, field
 import numpy as np
 
 # ----------------------------------------------------------------------------- workloads
-# Plain Python/NumPy. The last argument of each is the iteration count n.
+# Plain Python/NumPy, shared with the peer benchmarks (benchmarks/workloads.py) and the
+# demo (branchy). The last argument of each is the iteration count n.
+from workloads import dot_loop, force, leapfrog_energy  # noqa: E402,F401  (this folder is on sys.path)
 
-
-def force(x):
-    return -(x - 0.5 * (np.roll(x, 1) + np.roll(x, -1)) + 0.1 * x ** 3)
-
-
-def leapfrog_energy(x, v, dt, n):
-    for i in range(n):
-        v = v + 0.5 * dt * force(x)
-        x = x + dt * v
-        v = v + 0.5 * dt * force(x)
-    return np.sum(x * x) + np.sum(v * v)
-
-
-def dot_loop(a, b, n):
-    s = 0.0
-    for i in range(n):
-        s = s + a[i] * b[i]
-    return s
-
-
-def branchy(x, n):
-    for i in range(n):
-        if x > 0.5:
-            x = x * 0.7 + 0.1 * math.sin(x)
-        else:
-            x = x * 1.3 + 0.05
-    return x
+from bytrev.__main__ import branchy  # noqa: E402
 
 
 @dataclass
