@@ -37,7 +37,6 @@ import subprocess
 import sys
 import time
 import tracemalloc
-import types
 import warnings
 from dataclasses import dataclass, field
 
@@ -46,7 +45,7 @@ import numpy as np
 # ----------------------------------------------------------------------------- workloads
 # Plain Python/NumPy, shared with the peer benchmarks (benchmarks/workloads.py) and the
 # demo (branchy). The last argument of each is the iteration count n.
-from workloads import dot_loop, force, leapfrog_energy  # noqa: E402,F401  (this folder is on sys.path)
+from workloads import _autograd_version, dot_loop, leapfrog_energy  # noqa: E402  (this folder is on sys.path)
 
 from bytrev.__main__ import branchy  # noqa: E402
 
@@ -97,24 +96,13 @@ TIMEOUT_S = 3600               # per child
 WARM_N = 2                     # iterations of the warm-up run (small arguments)
 
 
-def autograd_version(f):
-    """f, and the workload functions it calls, with `np` and `math` bound to
-    autograd.numpy (its `sin` accepts autograd's boxed values, `math.sin` does not)."""
-    import autograd.numpy as anp
-    namespace = dict(globals(), np=anp, math=anp)
-    for name in ("force", "leapfrog_energy", "dot_loop", "branchy"):
-        code = globals()[name].__code__
-        namespace[name] = types.FunctionType(code, namespace, name)
-    return namespace[f.__name__]
-
-
 def gradient_function(tool, f):
     """The gradient of f with respect to its first argument, by `tool`."""
     if tool == "bytrev":
         import bytrev
         return bytrev.grad(f, argnums=0)
     import autograd
-    return autograd.grad(autograd_version(f), 0)
+    return autograd.grad(_autograd_version(f, math_too=True), 0)
 
 
 # ------------------------------------------------------------------- the child process

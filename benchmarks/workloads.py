@@ -28,6 +28,7 @@ Peers are imported inside the builders; a peer that is not installed raises `Pee
 from __future__ import annotations
 
 import math
+import types
 from dataclasses import dataclass, field
 from typing import Callable
 
@@ -47,6 +48,27 @@ def _import_autograd():
     except ImportError as e:
         raise PeerMissing(f"autograd is not installed ({e})") from e
     return autograd, anp
+
+
+def _autograd_version(f, math_too=False):
+    """`f`, and the functions of its module it calls, running on autograd.numpy: autograd
+    differentiates the very source the other tools run (`math_too`: `math.sin` and the like
+    become autograd's, which accept its boxed values)."""
+    _, anp = _import_autograd()
+    namespace = dict(f.__globals__, np=anp, **({"math": anp} if math_too else {}))
+
+    done = set()
+
+    def rebind(func):
+        for name in func.__code__.co_names:
+            value = f.__globals__.get(name)
+            if isinstance(value, types.FunctionType) and value.__module__ == f.__module__ \
+                    and name not in done:
+                done.add(name)
+                namespace[name] = rebind(value)
+        return types.FunctionType(func.__code__, namespace, func.__name__, func.__defaults__)
+
+    return rebind(f)
 
 
 def _import_jax():
@@ -105,19 +127,8 @@ def w1_inputs(size, seed=0, M=100_000, dt=0.01):
 
 
 def w1_autograd(inputs):
-    autograd, anp = _import_autograd()
-
-    def force(x):
-        return -(x - 0.5 * (anp.roll(x, 1) + anp.roll(x, -1)) + 0.1 * x ** 3)
-
-    def leapfrog_energy(x, v, dt, n):
-        for i in range(n):
-            v = v + 0.5 * dt * force(x)
-            x = x + dt * v
-            v = v + 0.5 * dt * force(x)
-        return anp.sum(x * x) + anp.sum(v * v)
-
-    g = autograd.grad(leapfrog_energy)
+    autograd, _ = _import_autograd()
+    g = autograd.grad(_autograd_version(leapfrog_energy))
     return lambda: g(*inputs)
 
 
@@ -185,17 +196,8 @@ def w2_inputs(size, seed=0):
 
 
 def w2_autograd(inputs):
-    autograd, anp = _import_autograd()
-
-    def branchy(x, n):
-        for i in range(n):
-            if x > 0.5:
-                x = x * 0.7 + 0.1 * anp.sin(x)
-            else:
-                x = x * 1.3 + 0.05
-        return x
-
-    g = autograd.grad(branchy)
+    autograd, _ = _import_autograd()
+    g = autograd.grad(_autograd_version(branchy, math_too=True))  # its math.sin → anp.sin
     return lambda: float(g(*inputs))
 
 
@@ -259,15 +261,8 @@ def w3_inputs(size, seed=0):
 
 
 def w3_autograd(inputs):
-    autograd, anp = _import_autograd()
-
-    def dot_loop(a, b, n):
-        s = 0.0
-        for i in range(n):
-            s = s + a[i] * b[i]
-        return s
-
-    g = autograd.grad(dot_loop)
+    autograd, _ = _import_autograd()
+    g = autograd.grad(_autograd_version(dot_loop))
     return lambda: g(*inputs)
 
 
@@ -383,38 +378,8 @@ def w4_inputs(size, seed=0, D=10, K=25):
 
 
 def w4_autograd(inputs):
-    autograd, anp = _import_autograd()
-
-    def logsumexp(x, axis=None):
-        mx = anp.max(x, axis=axis, keepdims=True)
-        return anp.log(anp.sum(anp.exp(x - mx), axis=axis)) + anp.squeeze(mx, axis=axis)
-
-    def log_wishart_prior(p, wishart_gamma, wishart_m, sum_qs, Qdiags, icf):
-        n = p + wishart_m + 1
-        k = icf.shape[0]
-        out = anp.sum(0.5 * wishart_gamma * wishart_gamma
-                      * (anp.sum(Qdiags ** 2, axis=1) + anp.sum(icf[:, p:] ** 2, axis=1))
-                      - wishart_m * sum_qs)
-        C = n * p * (math.log(wishart_gamma) - 0.5 * math.log(2)) - log_gamma_distrib(0.5 * n, p)
-        return out - k * C
-
-    def gmm_objective(alphas, means, icf, x, wishart_gamma, wishart_m):
-        n, d = x.shape
-        k = alphas.shape[0]
-        Qdiags = anp.exp(icf[:, :d])
-        sum_qs = anp.sum(icf[:, :d], axis=1)
-        padded = anp.concatenate([anp.zeros((k, 1)), icf[:, d:]], axis=1)
-        Ls = padded[:, lower_triangle_index(d)]
-        xcentered = x[:, None, :] - means[None, :, :]
-        Lxcentered = Qdiags * xcentered + anp.einsum("kij,nkj->nki", Ls, xcentered)
-        sqsum_Lxcentered = anp.sum(Lxcentered ** 2, axis=2)
-        inner_term = alphas + sum_qs - 0.5 * sqsum_Lxcentered
-        slse = anp.sum(logsumexp(inner_term, axis=1))
-        CONSTANT = -n * d * 0.5 * math.log(2 * math.pi)
-        return (CONSTANT + slse - n * logsumexp(alphas)
-                + log_wishart_prior(d, wishart_gamma, wishart_m, sum_qs, Qdiags, icf))
-
-    g = autograd.grad(gmm_objective, argnum=(0, 1, 2))
+    autograd, _ = _import_autograd()
+    g = autograd.grad(_autograd_version(gmm_objective), argnum=(0, 1, 2))
     return lambda: tuple(g(*inputs))
 
 
@@ -517,14 +482,8 @@ def w5_inputs(size, seed=0, H=256, X=32):
 
 
 def w5_autograd(inputs):
-    autograd, anp = _import_autograd()
-
-    def rnn_loss(W, U, b, h, xs):
-        for t in range(xs.shape[0]):
-            h = anp.tanh(W @ h + U @ xs[t] + b)
-        return anp.sum(h * h)
-
-    g = autograd.grad(rnn_loss, argnum=(0, 1, 2))
+    autograd, _ = _import_autograd()
+    g = autograd.grad(_autograd_version(rnn_loss), argnum=(0, 1, 2))
     return lambda: tuple(g(*inputs))
 
 
