@@ -32,6 +32,7 @@ import ast
 import copy
 import dataclasses
 import types
+import typing
 
 import numpy as np
 
@@ -379,7 +380,7 @@ class GradGenerator(Generator):
             before, after = fl.env_before.get(id(s), {}), fl.env_after.get(id(s), {})
             for attr in ("value", "test", "iter"):
                 e = getattr(s, attr, None)
-                if isinstance(e, tuple(_EXPR_TYPES)):
+                if isinstance(e, _EXPR_TYPES):
                     for n in ir.names_read(e):
                         (ok if before.get(n) in REALS else bad).add(n)
             if isinstance(s, (ir.Assign, ir.AugAssign, ir.For)):
@@ -398,7 +399,7 @@ class GradGenerator(Generator):
                 out.add(_base_name(s.target))
             for attr in ("value", "test", "iter"):
                 e = getattr(s, attr, None)
-                if isinstance(e, tuple(_EXPR_TYPES)):
+                if isinstance(e, _EXPR_TYPES):
                     for sub in ir.walk(e):
                         if isinstance(sub, ir.Subscript) and isinstance(sub.value, ir.Name):
                             out.add(sub.value.id)
@@ -1089,9 +1090,7 @@ def _tuple_of_names(names):
     return ast.Tuple([_name(n, ast.Store) for n in names], ast.Store())
 
 
-_EXPR_TYPES = (ir.Const, ir.Name, ir.Global, ir.FreeVar, ir.BinOp, ir.UnaryOp, ir.Compare,
-               ir.BoolOp, ir.IfExp, ir.Call, ir.Attribute, ir.Subscript, ir.Slice, ir.Tuple,
-               ir.List, ir.Dict, ir.ListComp, ir.MakeFunction)
+_EXPR_TYPES = typing.get_args(ir.Expr)  # the expression node classes
 
 
 def _float_partials(op, g, L, R, ans, log_name):
