@@ -50,6 +50,9 @@ class Site:
     line: int
     text: str  # why it is needed, for people
     conditional: bool = False  # written only when a run-time guard fails (a zero factor)
+    # A bit site written into a bitmap, one byte per iteration of the enclosing `for` loop,
+    # that is appended once the loop ends (see Analyzer.bitmap_branches).
+    bitmap: bool = False
 
 
 @dataclass
@@ -119,6 +122,7 @@ class LoopPlan:
     keep_exit_site: Site | None = None
     keep_entry: list = field(default_factory=list)
     keep_entry_site: Site | None = None
+    bitmaps: list = field(default_factory=list)  # `if`s whose bits go to a bitmap
     how: str = ""
 
 
@@ -596,7 +600,7 @@ class Analyzer:
             s = Site(len(self.sites), kind, line, text)
             self.sites[key] = s
         else:
-            s.kind, s.line, s.text = kind, line, text
+            s.kind, s.line, s.text, s.bitmap = kind, line, text, False
         return s
 
     # Each visitor takes the need set after the statement and returns the one before.
@@ -903,9 +907,27 @@ class Analyzer:
         # carry through (H) is kept then, like targets whose earlier value is needed.
         plan.keep_entry = sorted((targets & header) | (iter_reads - header))
         self._loop_sites(s, plan)
+        plan.bitmaps = self.bitmap_branches(s, plan)
         plan.how = ("trip count recorded" if plan.count_site else "trip count recomputed")
         self.plans[id(s)] = plan
         return before
+
+    def bitmap_branches(self, s, plan):
+        """The branches of a `for i in range(...)` loop (step 1, no `break`, `i` not
+        rebound) that run once in every iteration and record a bit: the forward run sets
+        byte `i - start` of a bitmap in the taken arm only, instead of appending a bit in
+        both arms, and appends the bitmap when the loop ends. The tape is the same."""
+        unit_range = (isinstance(s.iter, ir.Call) and self.cx.resolve(s.iter.func) is range
+                      and not s.iter.kwargs and len(s.iter.args) in (1, 2))
+        if (not unit_range or plan.count_site or plan.iterable == "element"
+                or not isinstance(s.target, ir.Name) or s.target.id in assigned(s.body)):
+            return []
+        out = []
+        for st in s.body:
+            if isinstance(st, ir.If) and self.plans[id(st)].bit_site:
+                self.plans[id(st)].bit_site.bitmap = True
+                out.append(st)
+        return out
 
     def while_(self, s, after):
         test_reads = ir.names_read(s.test)

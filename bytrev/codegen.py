@@ -19,7 +19,7 @@ import numpy as np
 from . import ir
 from .analysis import (Analysis, AssignPlan, current_values, user_function_effects,
                        _base_name)
-from .errors import NotInvertibleError, UnsupportedError
+from .errors import NotInvertibleError, ReversalError, UnsupportedError
 
 # --------------------------------------------------------------------------- runtime helpers
 
@@ -93,6 +93,14 @@ def sequence(obj, where):
                            filename=filename, line=line,
                            hint="bytrev indexes the sequence in the backward run; iterate "
                                 "over a list, tuple, range or array (e.g. list(...))")
+
+
+def range_bitmap(r):
+    """A zeroed bitmap, one byte per iteration of a loop over `r`, for the bits of its
+    branches (see analysis.Analyzer.bitmap_branches)."""
+    if type(r) is not range:  # `range` was rebound after the function was compiled
+        raise ReversalError(f"expected a range to loop over, got a {type(r).__name__}")
+    return bytearray(len(r))
 
 
 def make_function(globals_, code, defaults, kwdefaults, closure):
@@ -176,6 +184,7 @@ class Generator:
         self.pyfunc = pyfunc
         self.invert_mode = invert_mode
         self.consts = {}  # python name -> value
+        self.bitmaps = {}  # id(If) -> (bitmap, position) where its bits are set
         self._const_ids = {}
         self.counter = 0
         self.where = (self.fn.qualname, self.fn.filename)
@@ -391,7 +400,12 @@ class Generator:
             known = self.known_floats
             for bit, arm, keep, site in ((1, s.body, plan.keep_body, plan.keep_body_site),
                                          (0, s.orelse, plan.keep_orelse, plan.keep_orelse_site)):
-                pre = [self.push(plan.bit_site, ast.Constant(bit))] if plan.bit_site else []
+                if plan.bit_site and plan.bit_site.bitmap:
+                    bitmap, position = self.bitmaps[id(s)]
+                    pre = [ast.Assign([ast.Subscript(bitmap, position, ast.Store())],
+                                      ast.Constant(1))] if bit else []
+                else:
+                    pre = [self.push(plan.bit_site, ast.Constant(bit))] if plan.bit_site else []
                 self.known_floats = known  # keeps are taken on entry to the arm
                 if keep:
                     pre += self.push_vars(site, keep)
@@ -495,8 +509,22 @@ class Generator:
             body.append(ast.AugAssign(ast.Name(n, ast.Store()), ast.Add(), ast.Constant(1)))
         if plan.keep_iter:
             body += self.push_loop_vars(plan.keep_iter_site, plan.keep_iter)
+        bitmaps = []
+        for branch in plan.bitmaps:
+            bitmap = self.fresh("bm")
+            out.append(_assign(bitmap, self.call_helper(range_bitmap, iterable)))
+            position = _name(s.target.id)
+            start = s.iter.args[0] if len(s.iter.args) == 2 else ir.Const(0)
+            if not (isinstance(start, ir.Const) and start.value == 0):
+                offset = self.fresh("start")
+                out.append(_assign(offset, ast.Attribute(iterable, "start", ast.Load())))
+                position = ast.BinOp(position, ast.Sub(), ast.Name(offset, ast.Load()))
+            self.bitmaps[id(branch)] = (ast.Name(bitmap, ast.Load()), position)
+            bitmaps.append(self.push(self.an.plans[id(branch)].bit_site,
+                                     ast.Name(bitmap, ast.Load())))
         body += self.forward_block(s.body)
         out.append(ast.For(target, iterable, body, []))
+        out += bitmaps
         if n:
             out.append(self.push(plan.count_site, ast.Name(n, ast.Load())))
         if plan.keep_exit:

@@ -28,6 +28,7 @@ from . import rules, scalars
 from .adjoint import GradGenerator
 from .api import _run_backward, reversible
 from .errors import BytrevError, ReversalDriftWarning, ReversalError
+from .tape import bit_bytes
 
 DRIFT_TOLERANCE = 1e-6  # max |restored - original| / (max |original| + DRIFT_FLOOR)
 DRIFT_FLOOR = 1e-6  # so that a state that starts at 0.0 is measured on an absolute scale
@@ -99,6 +100,8 @@ class GradientProgram:
         if result is None or rev.analysis.sites or rev._changes_in_place:
             # The sweep consumes the records right away: they stay unpacked lists.
             result, containers, _ = rev.record(values)
+            containers = [list(bit_bytes(site, c)) if site.bitmap else c
+                          for site, c in zip(rev.analysis.sites, containers)]
         changes_in_place = rev._changes_in_place
         kept = copy.deepcopy(result) if changes_in_place else result
 

@@ -35,6 +35,12 @@ def _compact(counts: list):
     return counts
 
 
+def bit_bytes(site, container) -> bytes:
+    """The bits a forward run recorded at a bit site, one byte each: the container
+    holds 0/1 ints, or a loop's bitmaps (bytearrays) for a `bitmap` site."""
+    return b"".join(container) if site.bitmap else bytes(container)
+
+
 class Tape:
     """What one forward run recorded (`float_sites`: stash sites that received only
     Python floats, as a list to be packed). Read `nbits`, `ncounts`, `nstashed`, `nbytes` and
@@ -52,9 +58,9 @@ class Tape:
         self._data = {}
         for site, container in zip(sites, containers):
             if site.kind == "bit":
-                n = len(container)
-                packed = np.packbits(np.frombuffer(bytes(container), dtype=np.uint8))
-                self._bits[site.index] = (n, packed)
+                bits = bit_bytes(site, container)
+                packed = np.packbits(np.frombuffer(bits, dtype=np.uint8))
+                self._bits[site.index] = (len(bits), packed)
             elif site.kind == "count":
                 self._data[site.index] = _compact(container)
             elif site.index in float_sites:  # a list of Python floats: pack it
