@@ -647,7 +647,7 @@ class GradGenerator(Generator):
             bool(self.free_inputs) and any(isinstance(x, ir.FreeVar) and x.id in self.free_inputs
                                            for x in ir.walk(e)))
 
-    def primal(self, e, env, out, values, ans=None):
+    def primal(self, e, env, out, values, ans=None, shape_only=False):
         """Evaluate the active node `e`'s sub-expressions into temporaries, so the
         adjoint code reads each value once; `values[id(node)]` is an IR expression for a
         node's value. Only the test of a conditional expression (and the left operand of
@@ -671,7 +671,9 @@ class GradGenerator(Generator):
         new = {}
         for c in kids:
             if self.is_active(c):
-                new[id(c)] = self.primal(c, env, out, values)
+                # (a child's value is skipped only when e's value is not computed from it)
+                new[id(c)] = self.primal(c, env, out, values, shape_only=ans is not None
+                                         and self.shape_only(e, c, env))
             elif not isinstance(c, (ir.Const, ir.Name, ir.Global, ir.FreeVar, ir.Slice)):
                 t = self.temp()
                 out.append(_assign(pyname(t), self.expr(c, self.line)))
@@ -681,9 +683,40 @@ class GradGenerator(Generator):
         rebuilt = _replace_children(e, new)
         if ans is None:
             ans = self.temp()
-            out.append(_assign(pyname(ans), self.expr(rebuilt, self.line)))
+            value = self.expr(rebuilt, self.line)
+            if shape_only:  # the Abstract when the operands allow it, else the value
+                value = ast.BoolOp(ast.Or(), [self.abstract(rebuilt), value])
+            out.append(_assign(pyname(ans), value))
         values[id(e)] = ir.Name(ans)
         return values[id(e)]
+
+    def shape_only(self, parent, e, env):
+        """Whether the rules need only the shape and dtype of the array `e` (a child of
+        `parent`): `e` is an operand of `+`/`-` or the argument of np.sum/np.mean, and its
+        own rule does not read its value (`*`, `+`, `-`, `x ** k`, unary minus, einsum)."""
+        if self.floats is not None and self.floats.type(e, env) in SCALARS:
+            return False
+        consumer = (isinstance(parent, ir.BinOp) and parent.op in ("+", "-")) or (
+            isinstance(parent, ir.Call) and parent.args and parent.args[0] is e
+            and self.cx.resolve(parent.func) in (np.sum, np.mean))
+        if not consumer:
+            return False
+        if isinstance(e, ir.BinOp):
+            return e.op in ("+", "-", "*") or (
+                e.op == "**" and isinstance(e.right, ir.Const) and type(e.right.value) is int)
+        if isinstance(e, ir.UnaryOp):
+            return e.op == "-"
+        return (isinstance(e, ir.Call) and self.cx.resolve(e.func) is np.einsum and
+                not e.kwargs and e.args and isinstance(e.args[0], ir.Const))
+
+    def abstract(self, e):
+        """Code for the rules.Abstract of `e` (a node `shape_only` accepts), or None."""
+        if isinstance(e, ir.Call):  # np.einsum
+            return self.call_helper(rules.abstract_einsum,
+                                    *(self.expr(a, self.line) for a in e.args))
+        operands = [e.operand] if isinstance(e, ir.UnaryOp) else [e.left, e.right]
+        return self.call_helper(rules.abstract_elementwise,
+                                *(self.expr(a, self.line) for a in operands))
 
     def is_float(self, e, env):
         """Whether `e` has Python float arithmetic (a float or a NumPy float64)."""
@@ -815,17 +848,22 @@ class GradGenerator(Generator):
                 (e.op in ("/", "**") and right):
             return None
         active, other, A, O = (e.left, e.right, L, R) if left else (e.right, e.left, R, L)
+        number = isinstance(other, ir.Const) and type(other.value) in (int, float)
         if e.op in ("+", "-"):
-            c = ast.UnaryOp(ast.USub(), gl) if e.op == "-" and right else gl
-        elif e.op == "*":
+            c = gl if number else self.call_helper(rules.unbroadcast, gl, A)
+            # negated after the broadcast axes are summed away: fewer elements to negate
+            return active, ast.UnaryOp(ast.USub(), c) if e.op == "-" and right else c
+        if e.op == "*":
             c = ast.BinOp(gl, ast.Mult(), O)
         elif e.op == "/":
             c = ast.BinOp(gl, ast.Div(), O)
         else:  # x ** k: g * k * x ** (k - 1), with k - 1 folded for a constant k
             k1 = ast.Constant(other.value - 1) if isinstance(other, ir.Const) and \
                 type(other.value) in (int, float) else ast.BinOp(O, ast.Sub(), ast.Constant(1))
-            c = ast.BinOp(ast.BinOp(gl, ast.Mult(), O), ast.Mult(), ast.BinOp(A, ast.Pow(), k1))
-        if isinstance(other, ir.Const) and type(other.value) in (int, float):
+            power = A if isinstance(k1, ast.Constant) and k1.value == 1 else \
+                ast.BinOp(A, ast.Pow(), k1)
+            c = ast.BinOp(ast.BinOp(gl, ast.Mult(), O), ast.Mult(), power)
+        if number:
             return active, c  # a number does not broadcast the active operand
         return active, self.call_helper(rules.unbroadcast, c, A)
 

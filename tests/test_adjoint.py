@@ -166,3 +166,33 @@ def power_tower(x, n):
 def test_recursion_is_differentiated_through():
     g = bytrev.grad(power_tower)(0.8, 6)
     assert g == pytest.approx(central(lambda x: power_tower(x, 6), 0.8), rel=1e-7)
+
+
+# --------------------------------------------------------------------------- shapes, not values
+
+def shape_only_operands(a, b, w):
+    # `+` needs only the shapes of its operands: the einsum and the products are not
+    # recomputed in the sweep (rules.Abstract); `b` broadcasts against them.
+    y = np.einsum("...i,ij->...j", a, w) + w[0] * a
+    y = y - b
+    z = np.sum((y * 0.5) ** 2, axis=-1)
+    return np.sum(z + -y[..., 0]) + np.sum(a * [1.0, -2.0, 0.5])
+
+
+@pytest.mark.parametrize("shape_a, shape_b", [((4, 3), (3,)), ((2, 1, 3), (5, 1)),
+                                               ((3,), ())])
+def test_values_needed_only_for_their_shape_are_not_recomputed(shape_a, shape_b):
+    """Against autograd, with operands that broadcast in every direction, and a list
+    operand (where the shape-only evaluation gives way to the value)."""
+    import types
+    import autograd
+    import autograd.numpy as anp
+    on_autograd = types.FunctionType(shape_only_operands.__code__,
+                                     dict(shape_only_operands.__globals__, np=anp))
+    rng = np.random.default_rng(0)
+    a, b, w = rng.standard_normal(shape_a), rng.standard_normal(shape_b), \
+        rng.standard_normal((3, 3))
+    got = bytrev.grad(shape_only_operands, argnums=(0, 1, 2))(a, b, w)
+    want = autograd.grad(on_autograd, (0, 1, 2))(a, b, w)
+    for g, h in zip(got, want):
+        np.testing.assert_allclose(g, h, rtol=1e-12, atol=1e-12)
