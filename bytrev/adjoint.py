@@ -37,7 +37,7 @@ import typing
 import numpy as np
 
 from . import ir, rules
-from .analysis import PURE_MODULES, AssignPlan, _base_name, _module_of
+from .analysis import PURE_MODULES, AssignPlan, _base_name, _module_of, assigned
 from .codegen import Generator, _args, _assign, _at, _name, pyname
 from .errors import UnsupportedError
 from .rules import ZERO
@@ -84,6 +84,22 @@ def acc_owned(adj, c):
         adj += c
         return adj
     return rules.add(adj, c)
+
+
+def acc_in_place(adj, owned, c):
+    """(`adj + c`, whether the sweep owns it) for an adjoint that only accumulates: the
+    first contribution is kept as given (it may be shared), the second makes a new array,
+    which later contributions are added into in place."""
+    if c is None or c is ZERO:
+        return adj, owned
+    if adj is ZERO:
+        return c, False
+    if owned and type(adj) is np.ndarray and adj.shape == np.shape(c) and \
+            np.can_cast(np.result_type(adj, c), adj.dtype, "no"):
+        adj += c
+        return adj, True
+    total = rules.add(adj, c)
+    return total, type(total) is np.ndarray
 
 
 def _buffer(adj, value):
@@ -364,6 +380,10 @@ class GradGenerator(Generator):
         self.float_adj = self._float_adjoints()
         check_no_aliased_updates(fn, self.body, self.cx, self.active, floats)
         self.buffers = self._buffer_variables()
+        # Parameters that are only read: their adjoints only accumulate, in place once the
+        # sweep has made an array of its own for them (a loop's `W @ h` adds into one array).
+        self.accumulators = (self.active & set(an.params)) - assigned(self.body) - \
+            self.buffers - self.float_adj
         self.line = fn.firstlineno
 
     # ---- static facts
@@ -733,6 +753,14 @@ class GradGenerator(Generator):
                 value = ast.BinOp(self.adj_load(e.id), ast.Add(), c_ast)
             elif e.id in self.buffers:
                 value = self.call_helper(acc_owned, self.adj_load(e.id), c_ast)
+            elif e.id in self.accumulators:
+                owned = self.adj(e.id) + "_owned"
+                out.append(ast.Assign(
+                    [ast.Tuple([ast.Name(a, ast.Store()), ast.Name(owned, ast.Store())],
+                               ast.Store())],
+                    self.call_helper(acc_in_place, self.adj_load(e.id),
+                                     ast.Name(owned, ast.Load()), c_ast)))
+                return
             else:
                 value = self.call_helper(acc, self.adj_load(e.id), c_ast)
             out.append(ast.Assign([ast.Name(a, ast.Store())], value))
@@ -1024,6 +1052,8 @@ class GradGenerator(Generator):
             "pop", ast.Load())) for s in an.sites]
         for v in sorted(self.active | {"$free:" + f for f in self.free_inputs}):
             body.append(ast.Assign([ast.Name(self.adj(v), ast.Store())], self.zero(v)))
+        for v in sorted(self.accumulators):
+            body.append(_assign(self.adj(v) + "_owned", ast.Constant(False)))
         body.append(ast.Assign([ast.Name(self.adj("$result"), ast.Store())],
                                ast.Name("_br_seed", ast.Load())))
         body += self.backward_block(an.body)

@@ -196,3 +196,26 @@ def test_values_needed_only_for_their_shape_are_not_recomputed(shape_a, shape_b)
     want = autograd.grad(on_autograd, (0, 1, 2))(a, b, w)
     for g, h in zip(got, want):
         np.testing.assert_allclose(g, h, rtol=1e-12, atol=1e-12)
+
+
+def read_only_parameters(W, b, h, n):
+    # W and b are only read: their adjoints accumulate in place once the sweep owns an
+    # array; `b + b` hands the same cotangent object to both operands.
+    for t in range(n):
+        h = np.tanh(W @ h + (b + b) * 0.5)
+    return np.sum(h * h) + np.sum(b)
+
+
+@pytest.mark.parametrize("n", [0, 1, 5])
+def test_adjoints_of_read_only_parameters_accumulate_in_place(n):
+    import types
+    import autograd
+    import autograd.numpy as anp
+    on_autograd = types.FunctionType(read_only_parameters.__code__,
+                                     dict(read_only_parameters.__globals__, np=anp))
+    rng = np.random.default_rng(1)
+    W, b, h = rng.standard_normal((4, 4)) / 2, rng.standard_normal(4), rng.standard_normal(4)
+    got = bytrev.grad(read_only_parameters, argnums=(0, 1, 2))(W, b, h, n)
+    want = autograd.grad(on_autograd, (0, 1, 2))(W, b, h, n)
+    for g, w in zip(got, want):
+        np.testing.assert_allclose(g, w, rtol=1e-12, atol=1e-12)
