@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import functools
+import math
 import numbers
 import warnings
 
@@ -157,6 +158,9 @@ def _put_back(rev, originals, restored, strict):
 
 
 def _relative_drift(original, value) -> float:
+    if type(original) is float and type(value) is float:  # scalar code: no NumPy calls
+        diff = abs(value - original)
+        return diff / (abs(original) + DRIFT_FLOOR) if math.isfinite(diff) else float("inf")
     try:
         if isinstance(original, (tuple, list)):
             return max([_relative_drift(o, v) for o, v in zip(original, value)] or [0.0])
