@@ -4,7 +4,7 @@
 SHELL := /bin/bash
 VERSIONS := 3.11 3.12 3.13
 
-.PHONY: demo test bench bench-grad fuzz clean
+.PHONY: demo test bench bench-peers fuzz clean
 
 # .venv-3.X/stamp: a virtual environment for Python 3.X with bytrev and its test extra.
 .venv-%/stamp: pyproject.toml constraints.txt
@@ -33,10 +33,22 @@ fuzz:
 bench:
 	@$(MAKE) --no-print-directory .venv-3.11/stamp && .venv-3.11/bin/python benchmarks/bench_foundation.py
 
-# Gradients against f and autograd; each measurement in its own process, long (~45 min;
-# `python benchmarks/bench_grad.py --quick` is a smoke test).
-bench-grad:
-	@$(MAKE) --no-print-directory .venv-3.12/stamp && .venv-3.12/bin/python benchmarks/bench_grad.py
+# The peer benchmark: bytrev, autograd, JAX (eager and jit) and PyTorch on five workloads,
+# each measurement in its own process; writes benchmarks/RESULTS.md and two plots (about
+# 40 minutes; `python benchmarks/bench_peers.py --quick` takes seconds). Peers that cannot
+# be installed here are reported as skipped.
+.venv-bench/stamp: pyproject.toml constraints.txt
+	@py=$$(for v in $(VERSIONS); do scripts/find-python $$v && break; done) || \
+	  { echo "no supported Python (3.11-3.13) found" >&2; exit 1; }; \
+	rm -rf .venv-bench; $$py -m venv .venv-bench && \
+	.venv-bench/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt -e '.[test]' && \
+	for peer in autograd jax torch matplotlib; do \
+	  .venv-bench/bin/python -m pip install -q --disable-pip-version-check -c constraints.txt $$peer || \
+	  echo "$$peer could not be installed: the benchmark reports it as skipped" >&2; done; \
+	touch $@
+
+bench-peers: .venv-bench/stamp
+	@.venv-bench/bin/python benchmarks/bench_peers.py
 
 clean:
 	rm -rf .venv-* .pytest_cache .hypothesis
