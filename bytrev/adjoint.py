@@ -38,6 +38,7 @@ import numpy as np
 
 from . import ir, rules
 from .analysis import PURE_MODULES, AssignPlan, _base_name, _module_of, assigned
+from .backend import is_array
 from .codegen import Generator, _args, _assign, _at, _name, pyname
 from .errors import UnsupportedError
 from .rules import ZERO
@@ -66,7 +67,7 @@ def acc(adj, c):
 
 def _own(c):
     """A copy of cotangent `c` that no other adjoint refers to."""
-    if isinstance(c, np.ndarray) or hasattr(c, "__array_namespace__"):
+    if is_array(c):
         return c.copy()
     if isinstance(c, (list, dict)):
         return type(c)(c)
@@ -80,7 +81,7 @@ def acc_owned(adj, c):
         return adj
     if adj is ZERO:
         return _own(c)
-    if isinstance(adj, np.ndarray) and (np.shape(c) == adj.shape or np.ndim(c) == 0):
+    if is_array(adj) and (np.shape(c) == adj.shape or np.ndim(c) == 0):
         adj += c
         return adj
     return rules.add(adj, c)
@@ -94,12 +95,12 @@ def acc_in_place(adj, owned, c):
         return adj, owned
     if adj is ZERO:
         return c, False
-    if owned and type(adj) is np.ndarray and adj.shape == np.shape(c) and \
-            np.can_cast(np.result_type(adj, c), adj.dtype, "no"):
+    if owned and is_array(adj) and adj.shape == np.shape(c) and \
+            np.result_type(adj.dtype, getattr(c, "dtype", c)) == adj.dtype:
         adj += c
         return adj, True
     total = rules.add(adj, c)
-    return total, type(total) is np.ndarray
+    return total, is_array(total)
 
 
 def _buffer(adj, value):

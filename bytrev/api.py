@@ -15,6 +15,7 @@ import numpy as np
 
 from . import ir
 from .analysis import analyze, assigned, mutated
+from .backend import is_array
 from .codegen import generate
 from .errors import BytrevError, NotInvertibleError, ReversalError, UnsupportedError
 from . import lift as _lift_module
@@ -100,8 +101,8 @@ class Reversible:
         restored = list(_run_backward(self.ir, self._backward, containers, result, *held))
         for i, (original, value) in enumerate(zip(tape.args, restored)):
             # A changed array comes back into the object the caller passed.
-            if isinstance(original, np.ndarray) and value is not original and \
-                    isinstance(value, np.ndarray) and value.shape == original.shape:
+            if is_array(original) and value is not original and \
+                    is_array(value) and value.shape == original.shape:
                 original[...] = value
                 restored[i] = original
         return tuple(restored)
@@ -138,7 +139,7 @@ def _user_line(exc, filename):
 def _refuse_aliased_arrays(fn, values):
     """bytrev undoes `a[i] += b[j]` by `a[i] -= b[j]`, which is wrong when a and b are
     the same memory: refuse array arguments that overlap when f changes arrays in place."""
-    arrays = [(p, v) for p, v in zip(fn.params + fn.kwonly, values) if isinstance(v, np.ndarray)]
+    arrays = [(p, v) for p, v in zip(fn.params + fn.kwonly, values) if is_array(v)]
     for i, (p, a) in enumerate(arrays):
         for q, b in arrays[i + 1:]:
             if np.may_share_memory(a, b):

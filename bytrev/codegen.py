@@ -19,6 +19,7 @@ import numpy as np
 from . import ir
 from .analysis import (Analysis, AssignPlan, current_values, user_function_effects,
                        _base_name)
+from .backend import is_array
 from .errors import NotInvertibleError, ReversalError, UnsupportedError
 
 # --------------------------------------------------------------------------- runtime helpers
@@ -36,7 +37,7 @@ UNBOUND = _Unbound()
 
 def copy_value(v):
     """A copy of `v` that later in-place changes cannot reach."""
-    if isinstance(v, np.ndarray):
+    if is_array(v):
         return v.copy()
     if isinstance(v, (list, dict, set, bytearray)):
         return type(v)(v)
@@ -46,7 +47,7 @@ def copy_value(v):
 def restore(current, old):
     """Put `old` back: in place when the current value is the same array object the
     forward run changed in place, so that every alias sees the restored contents."""
-    if isinstance(current, np.ndarray) and isinstance(old, np.ndarray) \
+    if is_array(current) and is_array(old) \
             and current.shape == old.shape and current is not old:
         current[...] = old
         return current
@@ -70,7 +71,7 @@ def nonzero(v) -> bool:
 
 def divide_in_place(target, value):
     """Undo `target *= value` (in place for arrays, exactly for integers)."""
-    if isinstance(target, np.ndarray):
+    if is_array(target):
         if target.dtype.kind in "iu":
             np.floor_divide(target, value, out=target)
         else:
@@ -81,12 +82,12 @@ def divide_in_place(target, value):
     return target / value
 
 
-SEQUENCE_TYPES = (range, tuple, list, np.ndarray, str, bytes)
+SEQUENCE_TYPES = (range, tuple, list, str, bytes)  # and arrays of any backend
 
 
 def sequence(obj, where):
     """Check that a loop iterates over something the backward run can index."""
-    if isinstance(obj, SEQUENCE_TYPES):
+    if isinstance(obj, SEQUENCE_TYPES) or is_array(obj):
         return obj
     fn, filename, line = where
     raise UnsupportedError(f"iteration over a {type(obj).__name__}", function=fn,
@@ -122,7 +123,7 @@ def checked_call(func, params, where):
     def call(*args, **kwargs):
         for i, p in zip(positions, params):
             value = args[i] if i < len(args) else kwargs.get(p)
-            if isinstance(value, (np.ndarray, list, dict, set, bytearray)):
+            if isinstance(value, (list, dict, set, bytearray)) or is_array(value):
                 fn, filename, line = where
                 raise UnsupportedError(
                     f"call to {func.__qualname__}, which updates its argument {p} in place",

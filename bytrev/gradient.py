@@ -28,6 +28,7 @@ import numpy as np
 from . import rules, scalars
 from .adjoint import GradGenerator
 from .api import _run_backward, reversible
+from .backend import is_array
 from .errors import BytrevError, ReversalDriftWarning, ReversalError
 from .tape import bit_bytes
 
@@ -139,8 +140,7 @@ def _put_back(rev, originals, restored, strict):
         if original is value:
             continue
         if p in in_place:
-            if isinstance(original, np.ndarray) and isinstance(value, np.ndarray) \
-                    and value.shape == original.shape:
+            if is_array(original) and is_array(value) and value.shape == original.shape:
                 original[...] = value
             continue
         d = _relative_drift(original, value)
@@ -168,10 +168,14 @@ def _relative_drift(original, value) -> float:
             return max([_relative_drift(original[k], value[k]) for k in original] or [0.0])
         if not _differentiable(original):
             return 0.0
-        o = np.asarray(original)
-        diff = np.max(np.abs(np.asarray(value) - o)) if o.size else 0.0
-        scale = (float(np.max(np.abs(o))) if o.size else 0.0) + DRIFT_FLOOR
-        return float(diff / scale) if np.isfinite(diff) else float("inf")
+        if not is_array(original):  # a NumPy scalar or a complex number
+            original, value = np.asarray(original), np.asarray(value)
+        if not original.size:
+            return 0.0
+        # two scalars come to the host (a synchronisation each for device arrays)
+        diff = float(np.max(np.abs(value - original)))
+        scale = float(np.max(np.abs(original))) + DRIFT_FLOOR
+        return diff / scale if math.isfinite(diff) else float("inf")
     except (TypeError, ValueError):
         return 0.0
 
@@ -216,7 +220,7 @@ def _is_scalar(value) -> bool:
 
 def _unit(value):
     """The seed 1 of the type of a scalar result."""
-    if isinstance(value, np.ndarray):
+    if is_array(value):
         return np.ones_like(value)
     return type(value)(1) if isinstance(value, (float, np.floating)) else 1.0
 
@@ -293,15 +297,16 @@ def jacobian(f, argnums=0, *, strict=False):
         out, pullback = program.vjp(args, kwargs, strict,
                                     wrt={program.params[argnums % len(args)]})
         arg = args[argnums]
-        out_arr = np.asarray(out)
+        out_arr = out if is_array(out) else np.asarray(out)
         rows = []
         for k in range(max(out_arr.size, 1)):
             seed = np.zeros_like(out_arr, dtype=np.result_type(out_arr.dtype, np.float64))
             seed.reshape(-1)[k] = 1.0
-            ct = seed if isinstance(out, np.ndarray) else type(out)(seed[()]) \
+            ct = seed if is_array(out) else type(out)(seed[()]) \
                 if isinstance(out, (float, np.floating)) else seed
             grads, _ = pullback(ct)
-            rows.append(np.asarray(_gradient_of(grads[argnums], arg)))
+            g = _gradient_of(grads[argnums], arg)
+            rows.append(g if is_array(g) else np.asarray(g))
         return np.stack(rows).reshape(out_arr.shape + np.shape(arg))
 
     functools.update_wrapper(jac, f)

@@ -60,6 +60,7 @@ import sys
 
 import numpy as np
 
+from .backend import is_device_array, like
 from .errors import UnsupportedError
 
 __all__ = [
@@ -278,10 +279,7 @@ def _like_result(g, ans):
     """`g` in the array type of `ans`: a Python or NumPy scalar cotangent of a 0-d CuPy
     result (the seed 1.0 of a scalar result is one) becomes a 0-d CuPy array, so that
     rules build the cotangents of CuPy arguments on the device, not with NumPy."""
-    if type(ans) is np.ndarray or hasattr(g, "__array_function__") or \
-            not hasattr(ans, "__array_function__"):
-        return g
-    return np.asarray(g, like=ans)
+    return like(g, ans)
 
 
 def _padded(leading_rule):
@@ -1346,6 +1344,7 @@ def binop_vjp(op: str, g, ans, x, y) -> tuple:
     """The cotangents (of x, of y) of `ans = x <op> y` for '+', '-', '*', '/', '**', '@',
     '//' and '%' on Python numbers, NumPy scalars and arrays, mixed, with broadcasting
     undone; also concatenation and repetition of lists and tuples."""
+    g = like(g, x if is_device_array(x) else y)  # a number g of a device result (`a @ b`)
     if op == "**" and type(y) is int:  # a constant exponent: no log, no 0 * inf at x = 0
         return (g * y * x ** (y - 1) if y and _differentiable(x) else None), None
     if (op == "+" or op == "*") and (isinstance(x, _SEQUENCES) or isinstance(y, _SEQUENCES)):

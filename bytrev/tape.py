@@ -14,12 +14,13 @@ from array import array
 
 import numpy as np
 
+from .backend import is_array
 from .errors import TapeMismatchError
 
 
 def _nbytes(value) -> int:
     """Payload size of a stashed value (what it would cost to keep a copy)."""
-    if isinstance(value, np.ndarray):
+    if is_array(value):
         return value.nbytes
     if isinstance(value, (float, int, complex, bool, np.generic)):
         return 8 if not isinstance(value, complex) else 16

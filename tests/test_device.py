@@ -1,0 +1,159 @@
+"""bytrev on device arrays, without a device: every corpus function that takes arrays runs
+on `DeviceArray` (tests/device_array.py), which refuses NumPy conversions and NumPy arrays
+mixed in as CuPy does. Forward results, restored arguments and gradients must equal the
+NumPy run's and stay device arrays. The same tests run on real CuPy arrays when CuPy and
+a GPU are present (`-m gpu`); elsewhere they are skipped.
+"""
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import bytrev
+import device_array
+import grad_corpus
+from corpus import CORPUS, clone
+from device_array import DeviceArray
+
+
+def _cupy():
+    """CuPy, when it is installed and sees a GPU; else None."""
+    try:
+        import cupy
+        return cupy if cupy.cuda.runtime.getDeviceCount() > 0 else None
+    except Exception:  # not installed, no driver, no device
+        return None
+
+
+class Backend:
+    """Moving pytrees of float arrays to a device array type and back."""
+
+    def __init__(self, name):
+        self.name = name
+
+    def to_device(self, tree):
+        if self.name == "stand-in":
+            return device_array.to_device(tree)
+        return _map_arrays(tree, lambda a: _cupy().asarray(a) if a.dtype.kind == "f" else a)
+
+    def on_host(self, tree):
+        """`tree` with NumPy leaves, checking that every array leaf was a device array
+        (nothing leaked to NumPy)."""
+        if self.name == "stand-in":
+            return device_array.to_host(_no_numpy_arrays(tree))
+        return _map_arrays(_no_numpy_arrays(tree), lambda a: a, device=lambda d: d.get())
+
+
+def _no_numpy_arrays(tree):
+    for leaf in grad_corpus.leaves(tree):
+        if isinstance(leaf, np.ndarray) and leaf.ndim:
+            raise AssertionError(f"a NumPy array where a device array was expected: {leaf!r}")
+    return tree
+
+
+def _map_arrays(tree, on_numpy, device=None):
+    if isinstance(tree, np.ndarray):
+        return on_numpy(tree)
+    if device is not None and hasattr(tree, "__cuda_array_interface__"):
+        return device(tree)
+    if isinstance(tree, (tuple, list)):
+        return type(tree)(_map_arrays(v, on_numpy, device) for v in tree)
+    if isinstance(tree, dict):
+        return {k: _map_arrays(v, on_numpy, device) for k, v in tree.items()}
+    return tree
+
+
+BACKENDS = [pytest.param(Backend("stand-in"), id="stand-in"),
+            pytest.param(Backend("cupy"), id="cupy", marks=[
+                pytest.mark.gpu,
+                pytest.mark.skipif(_cupy() is None, reason="CuPy or a GPU is missing")])]
+
+def runs_on_device(backend, f, args):
+    """Whether calling `f` directly on device arrays works: functions that build NumPy
+    arrays themselves (np.zeros(3), np.eye(2), an index array) and use them with their
+    arguments fail, as they would with CuPy, and are not bytrev's to run."""
+    try:
+        f(*backend.to_device(args))
+    except TypeError:
+        return False
+    return True
+
+
+def has_arrays(tree):
+    if isinstance(tree, np.ndarray):
+        return tree.dtype.kind == "f"
+    if isinstance(tree, (tuple, list)):
+        return any(has_arrays(v) for v in tree)
+    if isinstance(tree, dict):
+        return any(has_arrays(v) for v in tree.values())
+    return False
+
+
+def assert_close(got, want, what):
+    got, want = grad_corpus.leaves(got), grad_corpus.leaves(want)
+    assert len(got) == len(want), what
+    for g, w in zip(got, want):
+        if isinstance(w, (str, type(None))):
+            assert g == w, what
+            continue
+        np.testing.assert_allclose(np.asarray(g), np.asarray(w),
+                                   rtol=1e-11, atol=1e-12, err_msg=what)
+
+
+GRAD_CASES = [c for c in grad_corpus.CASES if c.output == "scalar"]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("case", GRAD_CASES, ids=lambda c: c.name)
+@settings(max_examples=5, deadline=None)
+@given(data=st.data())
+def test_gradient_on_device_arrays_equals_numpy(backend, case, data):
+    args = data.draw(case.strategy, label="args")
+    if not has_arrays(args) or not runs_on_device(backend, case.f, grad_corpus.copy_tree(args)):
+        return
+    want = bytrev.grad(case.f, argnums=case.argnums)(*grad_corpus.copy_tree(args))
+    passed = backend.to_device(args)
+    got = bytrev.grad(case.f, argnums=case.argnums)(*passed)
+    assert_close(backend.on_host(got), want, "gradient")
+    assert_close(backend.on_host(passed), args, "arguments after the gradient")
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("case", CORPUS, ids=lambda c: c.name)
+@settings(max_examples=5, deadline=None)
+@given(data=st.data())
+def test_forward_and_backward_on_device_arrays(backend, case, data):
+    args = data.draw(case.args, label="args")
+    if not has_arrays(args) or not runs_on_device(backend, case.func, clone(args)):
+        return
+    want = case.func(*clone(args))
+    passed = backend.to_device(clone(args))
+    rev = bytrev.reversible(case.func)
+    out, tape = rev.forward(*passed)
+    assert_close(backend.on_host(out), want, "forward result")
+    restored = rev.backward(out, tape)
+    assert_close(backend.on_host(restored), args, "arguments restored by the backward run")
+
+
+def test_a_numpy_array_next_to_a_device_array_is_refused_by_the_stand_in():
+    """The stand-in must refuse what CuPy refuses, or the tests above prove nothing."""
+    d = DeviceArray(np.ones(3))
+    with pytest.raises(TypeError):
+        np.asarray(d)
+    with pytest.raises(TypeError):
+        d + np.ones(3)
+    assert isinstance(np.sum(d * 2.0), DeviceArray)
+
+
+def via_host_scalars(a, b):
+    # float() brings a device scalar to the host: the cotangents flowing back into the
+    # `@` and the product are then Python floats, which the rules put back on the device.
+    return float(a @ b) * 2.0 + float(np.sum(a * b)) ** 2
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_host_scalar_cotangents_go_back_to_the_device(backend):
+    a, b = np.array([0.5, -1.0, 2.0]), np.array([1.5, 0.25, -0.5])
+    want = bytrev.grad(via_host_scalars, argnums=(0, 1))(a, b)
+    got = bytrev.grad(via_host_scalars, argnums=(0, 1))(*backend.to_device((a, b)))
+    assert_close(backend.on_host(got), want, "gradient")
