@@ -157,3 +157,17 @@ def test_host_scalar_cotangents_go_back_to_the_device(backend):
     want = bytrev.grad(via_host_scalars, argnums=(0, 1))(a, b)
     got = bytrev.grad(via_host_scalars, argnums=(0, 1))(*backend.to_device((a, b)))
     assert_close(backend.on_host(got), want, "gradient")
+
+
+@pytest.mark.parametrize("n", [1, 50])
+def test_a_gradient_brings_only_the_drift_check_to_the_host(n):
+    """No device-to-host transfer per step: the only ones are the drift check's two
+    scalars per array argument that the backward run restores (x and v here), whatever
+    the number of steps."""
+    x, v = np.linspace(-1.0, 1.0, 5), np.linspace(0.5, -0.5, 5)
+    passed = device_array.to_device((x, v))
+    gradient = bytrev.grad(grad_corpus.leapfrog_energy, argnums=(0, 1))
+    gradient(*passed, 0.01, n)
+    DeviceArray.transfers = 0
+    gradient(*passed, 0.01, n)
+    assert DeviceArray.transfers == 4
