@@ -190,7 +190,13 @@ def call_vjp(func, g, ans, args, kwargs, where, wrt=None):
 
 
 def method_vjp(obj, name, g, ans, args, kwargs, where):
-    """Cotangents (of obj, of args) for `obj.name(*args, **kwargs)`."""
+    """Cotangents (of obj, of args) for `obj.name(*args, **kwargs)`; `obj` may be a module
+    held in a variable (`xp = get_array_module(x)`, then `xp.sum(x)`)."""
+    if isinstance(obj, types.ModuleType):
+        rule = rules.vjp_rule(getattr(obj, name, None))
+        if rule is None:
+            raise _no_rule(getattr(obj, name, name), where)
+        return ZERO, rule(g, ans, *args, **kwargs)
     rule = rules.method_rule(obj, name)
     if rule is None:
         raise _no_rule(getattr(obj, name, name), where, f"method .{name}() of {type(obj).__name__}")

@@ -171,3 +171,21 @@ def test_a_gradient_brings_only_the_drift_check_to_the_host(n):
     DeviceArray.transfers = 0
     gradient(*passed, 0.01, n)
     assert DeviceArray.transfers == 4
+
+
+def array_module(x):
+    """What cupy.get_array_module returns for NumPy arrays and for the stand-in (whose
+    calls go through NumPy's dispatch)."""
+    return np
+
+
+def through_array_module(x, w):
+    xp = array_module(x)
+    return xp.sum(xp.sin(x) * w) + xp.dot(x, w)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_functions_written_with_an_array_module_variable(backend):
+    x, w = np.array([0.3, -1.2, 2.0]), np.array([1.5, 0.5, -0.25])
+    got = bytrev.grad(through_array_module, argnums=(0, 1))(*backend.to_device((x, w)))
+    assert_close(backend.on_host(got), (np.cos(x) * w + w, np.sin(x) + x), "gradient")
