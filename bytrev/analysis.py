@@ -331,8 +331,9 @@ PURE_BUILTINS = {
     "chr", "ord", "bin", "hex", "oct", "format", "repr", "id", "frozenset", "set", "getattr",
     "hasattr",
 }
-PURE_MODULES = ("numpy", "math", "cmath", "scipy", "operator", "bytrev")
-IMPURE_MODULES = ("numpy.random", "random", "time", "os", "sys", "secrets", "uuid")
+PURE_MODULES = ("numpy", "math", "cmath", "scipy", "operator", "bytrev", "cupy", "cupyx")
+IMPURE_MODULES = ("numpy.random", "cupy.random", "random", "time", "os", "sys", "secrets",
+                  "uuid")
 # Functions (NumPy's, mostly) that write into an argument.
 MUTATING_FUNCTIONS = {"shuffle", "copyto", "put", "place", "putmask", "fill_diagonal",
                       "put_along_axis", "setitem", "iadd", "isub", "imul", "itruediv"}

@@ -225,7 +225,20 @@ def vjp_rule(func):
     entry = _VJPS.get(id(func))
     if entry is None and _register_scipy():
         entry = _VJPS.get(id(func))
+    if entry is None:  # CuPy's functions share NumPy's rules, which dispatch back to CuPy
+        entry = _VJPS.get(id(_numpy_function_of(func)))
     return None if entry is None else entry[1]
+
+
+def _numpy_function_of(func):
+    """The NumPy function a CuPy function mirrors (cupy.sum -> np.sum, the ufunc named
+    'cupy_sin' -> np.sin, cupy.linalg.solve -> np.linalg.solve), or None."""
+    module = getattr(func, "__module__", None) or type(func).__module__ or ""
+    if not module.startswith(("cupy.", "cupyx.")) and module != "cupy":
+        return None
+    name = getattr(func, "__name__", "").removeprefix("cupy_")
+    namespace = np.linalg if ".linalg" in module else np.fft if ".fft" in module else np
+    return getattr(namespace, name, None)
 
 
 def defvjp_all(func, rule):

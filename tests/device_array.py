@@ -13,6 +13,8 @@ array, fails here on the CPU instead of on the GPU. Data lives in a private NumP
 """
 from __future__ import annotations
 
+import types
+
 import numpy as np
 
 
@@ -154,3 +156,40 @@ def to_host(tree):
     if isinstance(tree, dict):
         return {k: to_host(v) for k, v in tree.items()}
     return tree
+
+
+# ----------------------------------------------------------------------------- a CuPy-like module
+# `cupy_like.sum`, `cupy_like.tanh`, ...: stand-ins for CuPy's own functions, named and
+# placed as CuPy's are (Python functions in a `cupy.` module; ufunc objects named
+# 'cupy_<name>'), so that code written with `cp.` functions is exercised on the CPU.
+
+
+class _CupyUfunc:
+    __module__ = "cupy._core._kernel"
+
+    def __init__(self, numpy_ufunc):
+        self._ufunc = numpy_ufunc
+        self.__name__ = "cupy_" + numpy_ufunc.__name__
+
+    def __call__(self, *args, **kwargs):
+        return self._ufunc(*args, **kwargs)
+
+
+def _cupy_function(numpy_function):
+    def function(*args, **kwargs):
+        return numpy_function(*args, **kwargs)
+    function.__name__ = numpy_function.__name__
+    function.__module__ = "cupy._standin"
+    return function
+
+
+cupy_like = types.ModuleType("cupy_like")
+for _name in ("sum", "dot", "roll", "mean", "linalg"):
+    if _name == "linalg":
+        cupy_like.linalg = types.ModuleType("cupy_like.linalg")
+        cupy_like.linalg.norm = _cupy_function(np.linalg.norm)
+        cupy_like.linalg.norm.__module__ = "cupy.linalg._norms"
+    else:
+        setattr(cupy_like, _name, _cupy_function(getattr(np, _name)))
+for _name in ("sin", "cos", "tanh", "exp", "multiply"):
+    setattr(cupy_like, _name, _CupyUfunc(getattr(np, _name)))

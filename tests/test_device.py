@@ -4,6 +4,8 @@ mixed in as CuPy does. Forward results, restored arguments and gradients must eq
 NumPy run's and stay device arrays. The same tests run on real CuPy arrays when CuPy and
 a GPU are present (`-m gpu`); elsewhere they are skipped.
 """
+import types
+
 import numpy as np
 import pytest
 from hypothesis import given, settings
@@ -189,3 +191,23 @@ def test_functions_written_with_an_array_module_variable(backend):
     x, w = np.array([0.3, -1.2, 2.0]), np.array([1.5, 0.5, -0.25])
     got = bytrev.grad(through_array_module, argnums=(0, 1))(*backend.to_device((x, w)))
     assert_close(backend.on_host(got), (np.cos(x) * w + w, np.sin(x) + x), "gradient")
+
+
+cp = device_array.cupy_like
+
+
+def written_with_cupy_functions(x, w):
+    h = cp.tanh(cp.dot(x, w.T)) @ w + cp.roll(x, 1) * cp.sin(x)
+    return cp.sum(cp.exp(-h * h)) + cp.linalg.norm(cp.multiply(x, w[0])) + cp.mean(x)
+
+
+def test_functions_written_with_cupy_functions_use_numpys_rules():
+    """cupy.sum, the ufunc named 'cupy_tanh', cupy.linalg.norm, ...: the rules of their
+    NumPy twins (the stand-ins are named and placed as CuPy's functions are)."""
+    x, w = np.array([0.3, -1.2, 2.0]), np.array([[1.5, 0.5, -0.25], [0.1, 0.2, 0.3]])
+    with_numpy = types.FunctionType(written_with_cupy_functions.__code__,
+                                    dict(written_with_cupy_functions.__globals__, cp=np))
+    want = bytrev.grad(with_numpy, argnums=(0, 1))(x, w)
+    got = bytrev.grad(written_with_cupy_functions, argnums=(0, 1))(
+        *device_array.to_device((x, w)))
+    assert_close(device_array.to_host(got), want, "gradient")
