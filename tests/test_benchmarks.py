@@ -45,3 +45,13 @@ def test_peer_benchmark_quick_reports_every_workload_and_tool(tmp_path, capsys):
     if importlib.util.find_spec("matplotlib") is not None:
         assert (tmp_path / "w1_memory.png").stat().st_size > 0
         assert (tmp_path / "w3_time.png").stat().st_size > 0
+
+
+def test_gpu_benchmark_runs_on_the_cpu(capsys):
+    import bench_gpu
+    rows = bench_gpu.main(["--cpu", "--elements", "64", "--sizes", "3"])
+    out = capsys.readouterr().out
+    by_tool = {r["tool"]: r for r in rows}
+    assert set(by_tool) == set(bench_gpu.TOOLS) and "| bytrev | 3 |" in out
+    assert by_tool["bytrev"]["status"] == "ok" and by_tool["bytrev"]["grad"] > 0
+    assert all(r["status"] == "ok" or r["status"].startswith("skipped") for r in rows)
