@@ -431,8 +431,11 @@ def plot(records, tools, workload, value, ylabel, path, oom_at=None):
         mine = [r for r in records if r["workload"] == workload and r["tool"] == tool
                 and r["allocator"] == "default"]
         ok = [r for r in mine if r["status"] == "ok"]
-        ooms = [r["size"] for r in mine if "OOM" in r["status"]] if oom_at else []
-        label = tool + (f" (OOM at n = {', '.join(map(str, ooms))})" if ooms else "")
+        ooms = [r for r in mine if "OOM" in r["status"]] if oom_at else []
+        label = tool + "".join(
+            f" (OOM{' predicted' if 'predicted' in r['status'] else ''} at n = {r['size']})"
+            for r in ooms)
+        ooms = [r["size"] for r in ooms]
         line, = ax.plot([r["size"] for r in ok], [value(r) for r in ok], "o-", label=label)
         ax.plot(ooms, [oom_at] * len(ooms), "x", color=line.get_color(), ms=10, mew=2)
     if oom_at:
