@@ -1,0 +1,128 @@
+"""Checks for users' CI: gradients against finite differences, inverses by round trip.
+
+    from bytrev.testing import check_grad, check_inverse
+    check_grad(energy, x0, v0, 0.01, 20, argnums=(0, 1))
+    check_inverse(step, x, v, 0.1)
+
+Both raise `CheckFailed` (an AssertionError, so pytest reports it as a failed assertion)
+with the worst element, what was expected and what bytrev gave, and the input; on
+success they return what they compared (the gradients; the restored arguments).
+
+`check_grad` compares `bytrev.grad` with central differences. For a differentiated
+argument of at most `FULL_SIZE` elements it checks every element of the gradient; for a
+larger one it checks `directions` random projections `g . u` against the directional
+difference `(f(x + h u) - f(x - h u)) / 2h`, which costs two calls of f each instead of two
+per element. The step `h` and the tolerances default by dtype: h = eps ** (1/3) times the
+argument's magnitude (the step that balances truncation against rounding), rtol = 1e-5
+for float64 and 1e-2 for float32; atol is rtol times the largest gradient element.
+"""
+from __future__ import annotations
+
+import copy
+
+import numpy as np
+
+from .api import inverse, reversible
+from .errors import BytrevError
+from .gradient import grad
+
+FULL_SIZE = 64  # elements up to which every element of a gradient is checked
+RTOL = {np.dtype(np.float64): 1e-5, np.dtype(np.float32): 1e-2, np.dtype(np.float16): 1e-1}
+
+
+class CheckFailed(BytrevError, AssertionError):
+    """A gradient or an inverse that does not match; the message says where and by how much."""
+
+
+def check_grad(f, *args, argnums=0, rtol=None, atol=None, step=None, directions=4, seed=0,
+               **kwargs):
+    """Check `bytrev.grad(f, argnums)` at `args` (floats and float arrays) against central
+    finite differences; return the gradients (a tuple when argnums is a tuple)."""
+    nums = (argnums,) if isinstance(argnums, int) else tuple(argnums)
+    got = grad(f, argnums=argnums)(*copy.deepcopy(args), **kwargs)
+    grads = got if isinstance(argnums, tuple) else (got,)
+    rng = np.random.default_rng(seed)
+    for i, g in zip(nums, grads):
+        x = np.asarray(args[i])
+        if x.dtype.kind != "f":
+            raise TypeError(f"check_grad: argument {i} of {f.__qualname__} is not a float or a "
+                            "float array")
+        h = step if step is not None else \
+            float(np.finfo(x.dtype).eps ** (1 / 3) * max(1.0, float(np.max(np.abs(x), initial=0))))
+        r = rtol if rtol is not None else RTOL.get(x.dtype, 1e-5)
+        g = np.asarray(g, dtype=np.float64)
+        a = atol if atol is not None else r * max(float(np.max(np.abs(g), initial=0.0)), 1e-12)
+
+        def moved(direction):
+            """f at args with argument i moved by h * direction, minus at -h."""
+            values = []
+            for sign in (1.0, -1.0):
+                call = list(copy.deepcopy(args))
+                moved_x = x + sign * h * direction
+                call[i] = float(moved_x) if isinstance(args[i], float) else moved_x.astype(x.dtype)
+                values.append(float(f(*call, **kwargs)))
+            return (values[0] - values[1]) / (2 * h)
+
+        if x.size <= FULL_SIZE:
+            expected = np.empty(x.shape)
+            for k in np.ndindex(x.shape):
+                e = np.zeros(x.shape)
+                e[k] = 1.0
+                expected[k] = moved(e)
+            _compare(f, i, np.reshape(g, x.shape), expected, r, a, h, args[i], "element")
+        else:
+            us = [rng.standard_normal(x.shape) for _ in range(directions)]
+            expected = np.array([moved(u) for u in us])
+            projected = np.array([float(np.sum(g * u)) for u in us])
+            _compare(f, i, projected, expected, r, a * np.sqrt(x.size), h, args[i],
+                     "random projection")
+    return got
+
+
+def _compare(f, i, got, expected, rtol, atol, h, x, what):
+    excess = np.abs(got - expected) - (atol + rtol * np.abs(expected))
+    if excess.size == 0 or np.max(excess) <= 0:
+        return
+    worst = np.unravel_index(int(np.argmax(excess)), excess.shape)
+    where = "" if not worst else f" at {what} {worst if len(worst) > 1 else worst[0]}"
+    raise CheckFailed(
+        f"check_grad({f.__qualname__}): the gradient of argument {i} differs from central "
+        f"differences (step {h:.3g}){where}: "
+        f"bytrev gave {float(got[worst]):.10g}, finite differences "
+        f"{float(expected[worst]):.10g} "
+        f"(|difference| {abs(got[worst] - expected[worst]):.3g} > atol {atol:.3g} + rtol "
+        f"{rtol:g} * |expected|); argument {i}: {_short(x)}")
+
+
+def check_inverse(f, *args, rtol=1e-12, atol=0.0):
+    """Check that `reversible(f)`'s backward run restores every argument and that
+    `inverse(f)` (which must exist: NotInvertibleError says why not) maps f's results back
+    to its first arguments; return the restored arguments."""
+    rev = reversible(f)
+    out, tape = rev.forward(*copy.deepcopy(args))
+    restored = rev.backward(out, tape)
+    for name, want, back in zip(rev.analysis.params, args, restored):
+        _same(f, f"the backward run restored {name}", back, want, rtol, atol)
+    g = inverse(f)
+    results = f(*copy.deepcopy(args))
+    outs = results if g.k > 1 else (results,)
+    firsts = g(*outs, *copy.deepcopy(args[g.k:]))
+    for name, want, back in zip(rev.analysis.params, args[:g.k], firsts if g.k > 1 else (firsts,)):
+        _same(f, f"inverse({f.__qualname__}) gave back {name}", back, want, rtol, atol)
+    return restored
+
+
+def _same(f, what, got, want, rtol, atol):
+    try:
+        ok = np.allclose(got, want, rtol=rtol, atol=atol, equal_nan=True) and \
+            np.shape(got) == np.shape(want)
+    except (TypeError, ValueError):  # not numbers: compare as values
+        ok = got == want
+    if not ok:
+        raise CheckFailed(f"check_inverse({f.__qualname__}): {what} as {_short(got)}, "
+                          f"expected {_short(want)} (rtol {rtol:g}, atol {atol:g})")
+
+
+def _short(value, limit=200):
+    text = repr(value)
+    return text if len(text) <= limit else text[:limit] + "..."

@@ -1,0 +1,96 @@
+"""bytrev.testing: the checks pass on correct gradients and inverses and fail, with a
+message naming the place, on wrong ones (a deliberately wrong derivative rule; an inverse
+that loses the value to cancellation)."""
+import math
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import bytrev
+from bytrev.testing import CheckFailed, check_grad, check_inverse
+
+
+def energy(x, v, dt, n):
+    for i in range(n):
+        v = v - dt * np.sin(x)
+        x = x + dt * v
+    return np.sum(0.5 * v * v - np.cos(x))
+
+
+@settings(max_examples=20, deadline=None)
+@given(size=st.sampled_from([1, 5, 100]), n=st.integers(0, 6), seed=st.integers(0, 99))
+def test_check_grad_passes_on_correct_gradients(size, n, seed):
+    """Small arguments are checked element by element, large ones (100 > FULL_SIZE) by
+    random projections; the gradients come back."""
+    rng = np.random.default_rng(seed)
+    x, v = rng.uniform(-1, 1, size), rng.uniform(-1, 1, size)
+    got = check_grad(energy, x, v, 0.1, n, argnums=(0, 1))
+    want = bytrev.grad(energy, argnums=(0, 1))(x, v, 0.1, n)
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g, w)
+
+
+def test_check_grad_on_a_float_argument():
+    assert check_grad(lambda t: math.sin(t) * t, 0.7) == pytest.approx(
+        math.cos(0.7) * 0.7 + math.sin(0.7))
+
+
+class Wobble:
+    """A callable with a deliberately wrong derivative rule (2 cos x for sin x)."""
+
+    def __call__(self, x):
+        return np.sin(x)
+
+
+wobble = Wobble()
+bytrev.defvjp(wobble, lambda g, ans, x: g * 2 * np.cos(x))
+
+
+def uses_wobble(x):
+    return np.sum(wobble(x) * x)
+
+
+@pytest.mark.parametrize("size, what", [(1, "element 0"), (5, "element"),
+                                        (200, "random projection")])
+def test_check_grad_fails_on_a_wrong_rule_and_says_where(size, what):
+    x = np.linspace(0.1, 1.0, size)
+    with pytest.raises(CheckFailed) as info:
+        check_grad(uses_wobble, x)
+    message = str(info.value)
+    assert isinstance(info.value, AssertionError)
+    assert "uses_wobble" in message and what in message and "finite differences" in message
+
+
+def step(x, v, dt):
+    v = v - dt * x
+    x = x + dt * v
+    return x, v
+
+
+def cancels(x):
+    x = x + 1e20
+    x = x - 1e20
+    return x
+
+
+def squares(x):
+    x = x * x
+    return x
+
+
+def test_check_inverse_passes_on_an_invertible_function():
+    x, v = np.array([0.5, -1.0]), np.array([0.25, 2.0])
+    restored = check_inverse(step, x, v, 0.1)
+    np.testing.assert_allclose(restored[0], x, rtol=1e-12)
+
+
+def test_check_inverse_fails_when_rounding_loses_the_value():
+    with pytest.raises(CheckFailed, match="restored x"):
+        check_inverse(cancels, 0.3)
+
+
+def test_check_inverse_says_why_there_is_no_inverse():
+    with pytest.raises(bytrev.NotInvertibleError, match="x \\* x"):
+        check_inverse(squares, 3.0)
