@@ -4,6 +4,9 @@
     check_grad(energy, x0, v0, 0.01, 20, argnums=(0, 1))
     check_inverse(step, x, v, 0.1)
 
+    @given(x=arrays(8), v=arrays(8))          # hypothesis strategies for such inputs
+    def test_energy(x, v): check_grad(energy, x, v, 0.01, 20)
+
 Both raise `CheckFailed` (an AssertionError, so pytest reports it as a failed assertion)
 with the worst element, what was expected and what bytrev gave, and the input; on
 success they return what they compared (the gradients; the restored arguments).
@@ -14,7 +17,9 @@ larger one it checks `directions` random projections `g . u` against the directi
 difference `(f(x + h u) - f(x - h u)) / 2h`, which costs two calls of f each instead of two
 per element. The step `h` and the tolerances default by dtype: h = eps ** (1/3) times the
 argument's magnitude (the step that balances truncation against rounding), rtol = 1e-5
-for float64 and 1e-2 for float32; atol is rtol times the largest gradient element.
+for float64 and 1e-2 for float32; atol is rtol times the largest value compared, at
+least rtol (central differences are off by about h^2 times the third derivative even
+where the gradient is 0; pass `atol` for functions whose gradients are much below 1).
 """
 from __future__ import annotations
 
@@ -51,7 +56,6 @@ def check_grad(f, *args, argnums=0, rtol=None, atol=None, step=None, directions=
             float(np.finfo(x.dtype).eps ** (1 / 3) * max(1.0, float(np.max(np.abs(x), initial=0))))
         r = rtol if rtol is not None else RTOL.get(x.dtype, 1e-5)
         g = np.asarray(g, dtype=np.float64)
-        a = atol if atol is not None else r * max(float(np.max(np.abs(g), initial=0.0)), 1e-12)
 
         def moved(direction):
             """f at args with argument i moved by h * direction, minus at -h."""
@@ -69,13 +73,16 @@ def check_grad(f, *args, argnums=0, rtol=None, atol=None, step=None, directions=
                 e = np.zeros(x.shape)
                 e[k] = 1.0
                 expected[k] = moved(e)
-            _compare(f, i, np.reshape(g, x.shape), expected, r, a, h, args[i], "element")
+            checked, what = np.reshape(g, x.shape), "element"
         else:
             us = [rng.standard_normal(x.shape) for _ in range(directions)]
             expected = np.array([moved(u) for u in us])
-            projected = np.array([float(np.sum(g * u)) for u in us])
-            _compare(f, i, projected, expected, r, a * np.sqrt(x.size), h, args[i],
-                     "random projection")
+            checked, what = np.array([float(np.sum(g * u)) for u in us]), "random projection"
+        # Central differences are off by about h^2 times the third derivative even where
+        # the gradient is 0: the absolute tolerance is relative to a scale of at least 1.
+        a = atol if atol is not None else r * max(
+            1.0, float(np.max(np.abs(checked), initial=0)), float(np.max(np.abs(expected))))
+        _compare(f, i, checked, expected, r, a, h, args[i], what)
     return got
 
 
@@ -121,6 +128,27 @@ def _same(f, what, got, want, rtol, atol):
     if not ok:
         raise CheckFailed(f"check_inverse({f.__qualname__}): {what} as {_short(got)}, "
                           f"expected {_short(want)} (rtol {rtol:g}, atol {atol:g})")
+
+
+# --------------------------------------------------------------------------- hypothesis
+# Strategies for the inputs of numeric code (hypothesis is imported only when they are
+# used: it is a test dependency, not one of bytrev's).
+
+
+def floats(min_value=-10.0, max_value=10.0, width=64):
+    """Finite floats in [min_value, max_value], no subnormals (whose finite differences
+    are all rounding)."""
+    from hypothesis import strategies as st
+    return st.floats(min_value, max_value, allow_nan=False, allow_infinity=False,
+                     allow_subnormal=False, width=width)
+
+
+def arrays(shape, dtype=np.float64, min_value=-10.0, max_value=10.0):
+    """Float arrays of `shape` (an int, a tuple, or a strategy for one, such as
+    `hypothesis.extra.numpy.array_shapes()`) with elements from `floats`."""
+    from hypothesis.extra import numpy as hnp
+    dtype = np.dtype(dtype)
+    return hnp.arrays(dtype, shape, elements=floats(min_value, max_value, 8 * dtype.itemsize))
 
 
 def _short(value, limit=200):

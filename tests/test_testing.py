@@ -94,3 +94,23 @@ def test_check_inverse_fails_when_rounding_loses_the_value():
 def test_check_inverse_says_why_there_is_no_inverse():
     with pytest.raises(bytrev.NotInvertibleError, match="x \\* x"):
         check_inverse(squares, 3.0)
+
+
+from hypothesis.extra import numpy as hnp  # noqa: E402
+
+from bytrev.testing import arrays, floats  # noqa: E402
+
+
+@settings(max_examples=25, deadline=None)
+@given(x=arrays(hnp.array_shapes(max_dims=2, max_side=5), min_value=-2.0, max_value=2.0),
+       c=floats(0.5, 2.0))
+def test_strategies_feed_check_grad(x, c):
+    assert x.dtype == np.float64 and np.all(np.abs(x) <= 2.0) and 0.5 <= c <= 2.0
+    check_grad(lambda a, k: np.sum(np.tanh(a * k) * a), x, c, argnums=(0, 1))
+
+
+@settings(max_examples=10, deadline=None)
+@given(x=arrays(4, dtype=np.float32, min_value=-1.0, max_value=1.0))
+def test_float32_arrays_and_their_default_tolerance(x):
+    assert x.dtype == np.float32
+    check_grad(lambda a: np.sum(a * a * a), x)
