@@ -24,6 +24,7 @@ where the gradient is 0; pass `atol` for functions whose gradients are much belo
 from __future__ import annotations
 
 import copy
+import inspect
 
 import numpy as np
 
@@ -101,10 +102,16 @@ def _compare(f, i, got, expected, rtol, atol, h, x, what):
         f"{rtol:g} * |expected|); argument {i}: {_short(x)}")
 
 
-def check_inverse(f, *args, rtol=1e-12, atol=0.0):
+def check_inverse(f, *args, rtol=1e-12, atol=None):
     """Check that `reversible(f)`'s backward run restores every argument and that
     `inverse(f)` (which must exist: NotInvertibleError says why not) maps f's results back
-    to its first arguments; return the restored arguments."""
+    to its first arguments; return the restored arguments. Floating-point inverses round
+    at the scale of the values they combine, so atol defaults to rtol times the largest
+    magnitude among the float arguments (a small v next to x = 1 comes back to within
+    1e-16, not to within 1e-12 of itself)."""
+    if atol is None:
+        atol = rtol * max([float(np.max(np.abs(a), initial=0)) for a in args
+                           if np.asarray(a).dtype.kind in "fc"] or [0.0])
     rev = reversible(f)
     out, tape = rev.forward(*copy.deepcopy(args))
     restored = rev.backward(out, tape)
@@ -149,6 +156,54 @@ def arrays(shape, dtype=np.float64, min_value=-10.0, max_value=10.0):
     from hypothesis.extra import numpy as hnp
     dtype = np.dtype(dtype)
     return hnp.arrays(dtype, shape, elements=floats(min_value, max_value, 8 * dtype.itemsize))
+
+
+# --------------------------------------------------------------------------- property tests
+
+
+def verify(*, grad=(), inverse=False, max_examples=50, **strategies):
+    """Mark a function for property tests: one hypothesis strategy per parameter (keyword
+    arguments named after the parameters), `grad` the parameters whose gradient to check
+    against finite differences, `inverse=True` to check the backward run and `inverse(f)`.
+    With bytrev installed, pytest collects marked functions in test modules as the tests
+    `name[gradient]` and `name[inverse]` (`bytrev.pytest_plugin`); `properties(f)` gives
+    the same tests to call by hand. Returns the function unchanged."""
+    def mark(f):
+        f.__bytrev_verify__ = dict(strategies=strategies, grad=tuple(grad), inverse=inverse,
+                                   max_examples=max_examples)
+        return f
+    return mark
+
+
+def properties(f) -> dict:
+    """The property tests of a function marked with `verify`: {"gradient": test,
+    "inverse": test}, each a zero-argument hypothesis test (shrinking to a minimal failing
+    input)."""
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+    spec = f.__bytrev_verify__
+    params = list(inspect.signature(f).parameters)
+    missing = [p for p in params if p not in spec["strategies"]]
+    if missing:
+        raise TypeError(f"verify({f.__qualname__}): no strategy for {', '.join(missing)}")
+    inputs = st.fixed_dictionaries({p: spec["strategies"][p] for p in params})
+    run = settings(max_examples=spec["max_examples"], deadline=None)
+    tests = {}
+    if spec["grad"]:
+        argnums = tuple(params.index(p) for p in spec["grad"])
+
+        @run
+        @given(inputs)
+        def gradient(values):
+            check_grad(f, *[values[p] for p in params], argnums=argnums)
+        tests["gradient"] = gradient
+    if spec["inverse"]:
+        @run
+        @given(inputs)
+        def inverse_round_trip(values):
+            check_inverse(f, *[values[p] for p in params])
+        tests["inverse"] = inverse_round_trip
+    return tests
 
 
 def _short(value, limit=200):

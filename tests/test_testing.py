@@ -114,3 +114,45 @@ def test_strategies_feed_check_grad(x, c):
 def test_float32_arrays_and_their_default_tolerance(x):
     assert x.dtype == np.float32
     check_grad(lambda a: np.sum(a * a * a), x)
+
+
+# --------------------------------------------------------------------------- the pytest plugin
+
+pytest_plugins = ["pytester"]
+
+USER_TESTS = '''
+import numpy as np
+import bytrev
+from bytrev.testing import arrays, floats, verify
+
+@verify(x=arrays(4, min_value=-2.0, max_value=2.0), v=arrays(4, min_value=-2.0, max_value=2.0),
+        dt=floats(0.01, 0.1), inverse=True, max_examples=15)
+def step(x, v, dt):
+    v = v - dt * np.sin(x)
+    x = x + dt * v
+    return x, v
+
+class Wobble:
+    def __call__(self, x):
+        return np.sin(x)
+
+wobble = Wobble()
+bytrev.defvjp(wobble, lambda g, ans, x: g * 2 * np.cos(x))
+
+@verify(x=arrays(3, min_value=0.5, max_value=1.5), grad=("x",), max_examples=15)
+def wrong_rule(x):
+    return float(np.sum(wobble(x)))
+'''
+
+
+def test_marked_functions_become_property_tests(pytester):
+    """The plugin turns @verify functions into `name[gradient]` / `name[inverse]` tests;
+    a wrong derivative rule fails with the input hypothesis shrank it to and the worst
+    element."""
+    pytester.makepyfile(test_user=USER_TESTS)
+    result = pytester.runpytest("-v", "-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*step[[]inverse[]] PASSED*",
+                                 "*wrong_rule[[]gradient[]] FAILED*",
+                                 "*CheckFailed*wrong_rule*finite differences*",
+                                 "*Failing test case*"])
