@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import inspect
 import math
 import sys
+import traceback
 
 import numpy as np
 
@@ -65,20 +67,64 @@ def demo(out=None) -> int:
     return 0
 
 
-def show(target: str, out=None) -> int:
+def _resolve(target: str, command: str):
+    """The object `module:attribute` names, or None after printing why not."""
     module_name, _, attr = target.partition(":")
     if not attr:
-        print("usage: bytrev show module:function", file=sys.stderr)
-        return 2
+        print(f"usage: bytrev {command} module:function", file=sys.stderr)
+        return None
     try:
         obj = importlib.import_module(module_name)
         for part in attr.split("."):
             obj = getattr(obj, part)
     except (ImportError, AttributeError) as e:
-        print(f"bytrev show: cannot find {target}: {e}", file=sys.stderr)
+        print(f"bytrev {command}: cannot find {target}: {e}", file=sys.stderr)
+        return None
+    return obj
+
+
+def show(target: str, out=None) -> int:
+    obj = _resolve(target, "show")
+    if obj is None:
         return 2
     api.show(obj, file=out or sys.stdout)
     return 0
+
+
+def check(target: str, inverse: bool, examples: int | None) -> int:
+    """Run the property tests of a function: those of its `bytrev.testing.verify` mark,
+    or, for a function whose parameters are annotated `float`/`int`, its gradient with
+    respect to the floats (and its inverse with --inverse). Exit status 1 on a failure,
+    printed with the minimal input hypothesis found."""
+    from . import testing
+    f = _resolve(target, "check")
+    if f is None:
+        return 2
+    if not hasattr(f, "__bytrev_verify__"):
+        hints = {p.name: p.annotation
+                 for p in inspect.signature(f, eval_str=True).parameters.values()}
+        kinds = {float: testing.floats(), int: testing.counts()}
+        if not hints or any(h not in kinds for h in hints.values()):
+            print(f"bytrev check: {target} needs a strategy per parameter: mark it with "
+                  "bytrev.testing.verify(...) or annotate its parameters float/int",
+                  file=sys.stderr)
+            return 2
+        testing.verify(grad=[p for p, h in hints.items() if h is float], inverse=inverse,
+                       **{p: kinds[h] for p, h in hints.items()})(f)
+    if examples is not None:
+        f.__bytrev_verify__["max_examples"] = examples
+    failed = 0
+    for name, test in testing.properties(f).items():
+        try:
+            test()
+        except Exception as e:  # a failed check, or f raising on some input
+            failed += 1
+            print(f"{target}[{name}]: FAILED", file=sys.stderr)
+            # (with hypothesis's notes: the minimal failing input)
+            print("".join(traceback.format_exception_only(e)).rstrip(), file=sys.stderr)
+        else:
+            print(f"{target}[{name}]: passed")
+    return 1 if failed else 0
 
 
 def main(argv=None) -> int:
@@ -87,11 +133,19 @@ def main(argv=None) -> int:
     sub.add_parser("demo", help="run a built-in example forward and backward")
     p = sub.add_parser("show", help="print the reversible form of module:function")
     p.add_argument("target")
+    p = sub.add_parser("check", help="property-test the gradient (and inverse) of "
+                                     "module:function against finite differences")
+    p.add_argument("target")
+    p.add_argument("--inverse", action="store_true",
+                   help="also check the inverse (functions without a verify mark)")
+    p.add_argument("--examples", type=int, help="hypothesis examples per property")
     args = parser.parse_args(argv)
     sys.path.insert(0, "")
     try:
         if args.command == "demo":
             return demo()
+        if args.command == "check":
+            return check(args.target, args.inverse, args.examples)
         return show(args.target)
     except BytrevError as e:
         print(f"bytrev: {e}", file=sys.stderr)

@@ -150,6 +150,12 @@ def floats(min_value=-10.0, max_value=10.0, width=64):
                      allow_subnormal=False, width=width)
 
 
+def counts(max_value=20):
+    """Small non-negative integers (step counts, sizes)."""
+    from hypothesis import strategies as st
+    return st.integers(0, max_value)
+
+
 def arrays(shape, dtype=np.float64, min_value=-10.0, max_value=10.0):
     """Float arrays of `shape` (an int, a tuple, or a strategy for one, such as
     `hypothesis.extra.numpy.array_shapes()`) with elements from `floats`."""

@@ -156,3 +156,34 @@ def test_marked_functions_become_property_tests(pytester):
                                  "*wrong_rule[[]gradient[]] FAILED*",
                                  "*CheckFailed*wrong_rule*finite differences*",
                                  "*Failing test case*"])
+
+
+# --------------------------------------------------------------------------- bytrev check
+
+CHECKED_MODULE = USER_TESTS + '''
+import math
+
+def annotated(x: float, n: int):
+    for i in range(n):
+        x = x + 0.1 * math.sin(x) * x
+    return x
+
+def unannotated(x):
+    return x
+'''
+
+
+@pytest.mark.parametrize("target, status, says", [
+    ("step", 0, "step[inverse]: passed"),
+    ("annotated", 0, "annotated[gradient]: passed"),
+    ("wrong_rule", 1, "Failing test case"),
+    ("unannotated", 2, "needs a strategy per parameter"),
+    ("nothing_here", 2, "cannot find"),
+])
+def test_bytrev_check_command(tmp_path, monkeypatch, capsys, target, status, says):
+    from bytrev.__main__ import main
+    (tmp_path / "checked_module.py").write_text(CHECKED_MODULE)
+    monkeypatch.syspath_prepend(str(tmp_path))
+    assert main(["check", f"checked_module:{target}", "--examples", "10"]) == status
+    out = capsys.readouterr()
+    assert says in out.out + out.err
