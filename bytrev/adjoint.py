@@ -737,7 +737,8 @@ class GradGenerator(Generator):
                 not e.kwargs and e.args and isinstance(e.args[0], ir.Const))
 
     def abstract(self, e):
-        """Code for the rules.Abstract of `e` (a node `shape_only` accepts), or None."""
+        """Code computing the rules.Abstract of `e` (a node `shape_only` accepts); at run time
+        it is None when an operand is not an array or a number."""
         if isinstance(e, ir.Call):  # np.einsum
             return self.call_helper(rules.abstract_einsum,
                                     *(self.expr(a, self.line) for a in e.args))
@@ -893,8 +894,8 @@ class GradGenerator(Generator):
         elif e.op == "/":
             c = ast.BinOp(gl, ast.Div(), O)
         else:  # x ** k: g * k * x ** (k - 1), with k - 1 folded for a constant k
-            k1 = ast.Constant(other.value - 1) if isinstance(other, ir.Const) and \
-                type(other.value) in (int, float) else ast.BinOp(O, ast.Sub(), ast.Constant(1))
+            k1 = ast.Constant(other.value - 1) if number else \
+                ast.BinOp(O, ast.Sub(), ast.Constant(1))
             power = A if isinstance(k1, ast.Constant) and k1.value == 1 else \
                 ast.BinOp(A, ast.Pow(), k1)
             c = ast.BinOp(ast.BinOp(gl, ast.Mult(), O), ast.Mult(), power)

@@ -511,15 +511,16 @@ class Generator:
         if plan.keep_iter:
             body += self.push_loop_vars(plan.keep_iter_site, plan.keep_iter)
         bitmaps = []
-        for branch in plan.bitmaps:
-            bitmap = self.fresh("bm")
-            out.append(_assign(bitmap, self.call_helper(range_bitmap, iterable)))
+        if plan.bitmaps:  # the iteration's byte: i - range.start
             position = _name(s.target.id)
             start = s.iter.args[0] if len(s.iter.args) == 2 else ir.Const(0)
             if not (isinstance(start, ir.Const) and start.value == 0):
                 offset = self.fresh("start")
                 out.append(_assign(offset, ast.Attribute(iterable, "start", ast.Load())))
                 position = ast.BinOp(position, ast.Sub(), ast.Name(offset, ast.Load()))
+        for branch in plan.bitmaps:
+            bitmap = self.fresh("bm")
+            out.append(_assign(bitmap, self.call_helper(range_bitmap, iterable)))
             self.bitmaps[id(branch)] = (ast.Name(bitmap, ast.Load()), position)
             bitmaps.append(self.push(self.an.plans[id(branch)].bit_site,
                                      ast.Name(bitmap, ast.Load())))

@@ -108,54 +108,51 @@ class DeviceArray(np.lib.mixins.NDArrayOperatorsMixin):
         return f"DeviceArray({self._data!r})"
 
 
-def _unwrap(x):
-    """DeviceArray -> its data, through tuples, lists and dicts. A NumPy array in an
-    operation with device arrays is refused, as CuPy refuses it."""
+def map_leaves(tree, leaf):
+    """`tree` (tuples, namedtuples, lists, dicts, nested) with `leaf` applied to each leaf."""
+    if isinstance(tree, tuple) and hasattr(tree, "_fields"):  # np.linalg.eigh's result
+        return type(tree)(*(map_leaves(v, leaf) for v in tree))
+    if isinstance(tree, (tuple, list)):
+        return type(tree)(map_leaves(v, leaf) for v in tree)
+    if isinstance(tree, dict):
+        return {k: map_leaves(v, leaf) for k, v in tree.items()}
+    return leaf(tree)
+
+
+def _unwrap_leaf(x):
+    """DeviceArray -> its data. A NumPy array in an operation with device arrays is
+    refused, as CuPy refuses it."""
     if isinstance(x, DeviceArray):
         return x._data
     if type(x) is np.ndarray and x.ndim > 0:
         raise TypeError("a NumPy array mixed with DeviceArrays (CuPy refuses this: "
                         "move it to the device first)")
-    if isinstance(x, (tuple, list)):
-        return type(x)(_unwrap(v) for v in x)
-    if isinstance(x, dict):
-        return {k: _unwrap(v) for k, v in x.items()}
     return x
 
 
-def _wrap(x):
+def _wrap_leaf(x):
     """Results back on the device; NumPy scalars become 0-d arrays (CuPy's reductions
     return 0-d arrays, not scalars)."""
-    if isinstance(x, np.ndarray):
-        return DeviceArray(x)
-    if isinstance(x, np.generic):
+    if isinstance(x, (np.ndarray, np.generic)):
         return DeviceArray(np.asarray(x))
-    if isinstance(x, tuple):
-        return tuple(_wrap(v) for v in x)
-    if isinstance(x, list):
-        return [_wrap(v) for v in x]
     return x
+
+
+def _unwrap(tree):
+    return map_leaves(tree, _unwrap_leaf)
+
+
+def _wrap(tree):
+    return map_leaves(tree, _wrap_leaf)
 
 
 def to_device(tree):
-    """Float arrays of a pytree (tuples, lists, dicts) as DeviceArrays."""
-    if isinstance(tree, np.ndarray):
-        return DeviceArray(tree.copy())
-    if isinstance(tree, (tuple, list)):
-        return type(tree)(to_device(v) for v in tree)
-    if isinstance(tree, dict):
-        return {k: to_device(v) for k, v in tree.items()}
-    return tree
+    """Arrays of a pytree as (copied) DeviceArrays."""
+    return map_leaves(tree, lambda v: DeviceArray(v.copy()) if isinstance(v, np.ndarray) else v)
 
 
 def to_host(tree):
-    if isinstance(tree, DeviceArray):
-        return tree.get()
-    if isinstance(tree, (tuple, list)):
-        return type(tree)(to_host(v) for v in tree)
-    if isinstance(tree, dict):
-        return {k: to_host(v) for k, v in tree.items()}
-    return tree
+    return map_leaves(tree, lambda v: v.get() if isinstance(v, DeviceArray) else v)
 
 
 # ----------------------------------------------------------------------------- a CuPy-like module

@@ -36,33 +36,20 @@ class Backend:
     def to_device(self, tree):
         if self.name == "stand-in":
             return device_array.to_device(tree)
-        return _map_arrays(tree, lambda a: _cupy().asarray(a) if a.dtype.kind == "f" else a)
+        return device_array.map_leaves(tree, lambda v: _cupy().asarray(v) if isinstance(
+            v, np.ndarray) and v.dtype.kind == "f" else v)
 
     def on_host(self, tree):
         """`tree` with NumPy leaves, checking that every array leaf was a device array
         (nothing leaked to NumPy)."""
+        for leaf in grad_corpus.leaves(tree):
+            if isinstance(leaf, np.ndarray) and leaf.ndim:
+                raise AssertionError(f"a NumPy array where a device array was expected: "
+                                     f"{leaf!r}")
         if self.name == "stand-in":
-            return device_array.to_host(_no_numpy_arrays(tree))
-        return _map_arrays(_no_numpy_arrays(tree), lambda a: a, device=lambda d: d.get())
-
-
-def _no_numpy_arrays(tree):
-    for leaf in grad_corpus.leaves(tree):
-        if isinstance(leaf, np.ndarray) and leaf.ndim:
-            raise AssertionError(f"a NumPy array where a device array was expected: {leaf!r}")
-    return tree
-
-
-def _map_arrays(tree, on_numpy, device=None):
-    if isinstance(tree, np.ndarray):
-        return on_numpy(tree)
-    if device is not None and hasattr(tree, "__cuda_array_interface__"):
-        return device(tree)
-    if isinstance(tree, (tuple, list)):
-        return type(tree)(_map_arrays(v, on_numpy, device) for v in tree)
-    if isinstance(tree, dict):
-        return {k: _map_arrays(v, on_numpy, device) for k, v in tree.items()}
-    return tree
+            return device_array.to_host(tree)
+        return device_array.map_leaves(
+            tree, lambda v: v.get() if hasattr(v, "__cuda_array_interface__") else v)
 
 
 BACKENDS = [pytest.param(Backend("stand-in"), id="stand-in"),
