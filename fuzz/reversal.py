@@ -12,21 +12,21 @@ functions, conditional expressions, list comprehensions, nested `if`/`for`/`whil
 * when `inverse(f)` exists, it gives `x` back and restores the array;
 * building either raises only `UnsupportedError` / `NotInvertibleError`, never crashes.
 
-Prints each failure with its program and a summary line; exits 1 on any failure.
+Prints each failure with its program and the count of each outcome; exits 1 on any
+failure.
 """
 from __future__ import annotations
 
-import linecache
 import math
 import random
 import re
-import sys
 import traceback
 from fractions import Fraction as F
 
 import numpy as np
 
 import bytrev
+from common import Failed, campaign, indent, load
 
 
 def helper(u, c):
@@ -67,26 +67,22 @@ def _expr(r, depth=0):
     return f"({_expr(r, depth + 1)} {r.choice(['+', '-', '*', '+', '-'])} {_expr(r, depth + 1)})"
 
 
-def _indent(lines):
-    return ["    " + line for line in lines]
-
-
 def _stmt(r, depth, in_loop):
     c = r.random()
     v = r.choice(VARS)
     if depth < 3 and c < 0.12:
         cond = f"{_expr(r)} > {r.choice(['0', '1', 'x', 'a[0]'])}"
-        return ([f"if {cond}:"] + _indent(_block(r, depth + 1, in_loop))
-                + ["else:"] + _indent(_block(r, depth + 1, in_loop)))
+        return ([f"if {cond}:"] + indent(_block(r, depth + 1, in_loop))
+                + ["else:"] + indent(_block(r, depth + 1, in_loop)))
     if depth < 2 and c < 0.2:
         it = r.choice(["range(3)", "range(j)", "a", "enumerate(a)", "zip(a, a[::-1])", "[x, y]"])
         target = {"enumerate(a)": "i, t", "zip(a, a[::-1])": "t, i"}.get(
             it, "t" if it in ("a", "[x, y]") else "i")
-        return [f"for {target} in {it}:"] + _indent(_block(r, depth + 1, True))
+        return [f"for {target} in {it}:"] + indent(_block(r, depth + 1, True))
     if depth < 2 and c < 0.25:
         k = f"k{depth}"
         return ([f"{k} = 0", f"while {k} < {r.randint(0, 3)}:", f"    {k} += 1"]
-                + _indent(_block(r, depth + 1, True)))
+                + indent(_block(r, depth + 1, True)))
     if in_loop and c < 0.29:
         return [r.choice(["break", "continue"])]
     if c < 0.31:
@@ -128,7 +124,7 @@ def program(seed: int, exact: bool = False) -> str:
     r = random.Random(seed)
     body = (["z = 0.5", "t = 1.0", "i = 0"] + _block(r, 0, False)
             + [r.choice(["return x + 2.0 * y + z", "return x"])])
-    src = "def f(x, a, y, j):\n" + "\n".join(_indent(body)) + "\n"
+    src = "def f(x, a, y, j):\n" + "\n".join(indent(body)) + "\n"
     if exact:
         src = re.sub(r"(?<![\w.])(\d+\.\d+)", r"F('\1')", src)
     return src
@@ -155,7 +151,8 @@ def _close(u, v, tol):
 
 
 def check(seed: int, exact: bool = False):
-    """None if the program passes every oracle, else a description of the failure.
+    """The outcome of the seed's program: "passed" (with the inverse checked where it
+    exists), "unsupported" (bytrev refused a construct), or a `Failed` saying how.
 
     On floats, restored values must agree to 1e-9 (float inverses round; a long enough
     chain of cancellations can still exceed that, so float failures need a look). On
@@ -163,23 +160,20 @@ def check(seed: int, exact: bool = False):
     tol = 0 if exact else 1e-9
     src = program(seed, exact)
     filename = f"<fuzz {seed}{' exact' if exact else ''}>"
-    linecache.cache[filename] = (len(src), None, src.splitlines(True), filename)
-    namespace = {"math": math, "F": F, "helper": exact_helper if exact else helper,
-                 "helper2": exact_helper2 if exact else helper2}
-    exec(compile(src, filename, "exec"), namespace)
-    f = namespace["f"]
+    f = load(src, filename, {"math": math, "F": F, "helper": exact_helper if exact else helper,
+                             "helper2": exact_helper2 if exact else helper2})
     try:
         r = bytrev.reversible(f)
     except bytrev.UnsupportedError:
-        return None
+        return "unsupported"
     except Exception:
-        return f"building reversible(f) crashed:\n{traceback.format_exc()}"
+        return Failed(f"building reversible(f) crashed:\n{traceback.format_exc()}")
     try:
         g = bytrev.inverse(f)
     except bytrev.NotInvertibleError:
         g = None
     except Exception:
-        return f"building inverse(f) crashed:\n{traceback.format_exc()}"
+        return Failed(f"building inverse(f) crashed:\n{traceback.format_exc()}")
     for x, a, y, j in _inputs(exact):
         try:
             with np.errstate(all="raise"):
@@ -192,12 +186,12 @@ def check(seed: int, exact: bool = False):
         try:
             result, tape = r.forward(x, given, y, j)
             if result != expected:
-                return f"forward gave {result!r}, f gave {expected!r} on {(x, a, y, j)}"
+                return Failed(f"forward gave {result!r}, f gave {expected!r} on {(x, a, y, j)}")
             back = r.backward(result, tape)
             if back[1] is not given:
-                return "backward did not restore the array argument in place"
+                return Failed("backward did not restore the array argument in place")
             if not all(_close(o, b, tol) for o, b in zip((x, a, y, j), back)):
-                return f"backward gave {back!r} for {(x, a, y, j)}"
+                return Failed(f"backward gave {back!r} for {(x, a, y, j)}")
             if g is not None:
                 changed = a.copy()
                 try:
@@ -205,27 +199,22 @@ def check(seed: int, exact: bool = False):
                 except bytrev.NotInvertibleError:
                     continue  # a run-time guard: a factor was zero on this input
                 if not (_close(x_back, x, tol) and _close(changed, a, tol)):
-                    return f"inverse gave {x_back!r}, {changed!r} for {(x, a, y, j)}"
+                    return Failed(f"inverse gave {x_back!r}, {changed!r} for {(x, a, y, j)}")
         except Exception:
-            return f"{(x, a, y, j)}: {traceback.format_exc()}"
-    return None
+            return Failed(f"{(x, a, y, j)}: {traceback.format_exc()}")
+    return "passed, inverse checked" if g is not None else "passed"
 
 
-def main(argv=None) -> int:
-    argv = sys.argv[1:] if argv is None else argv
-    start = int(argv[0]) if argv else 0
-    count = int(argv[1]) if len(argv) > 1 else 500
-    failures = 0
-    for seed in range(start, start + count):
-        for exact in (True, False):
-            problem = check(seed, exact)
-            if problem:
-                failures += 1
-                print(f"seed {seed}{' (exact)' if exact else ''}: {problem}\n"
-                      f"{program(seed, exact)}")
-    print(f"{count} programs, each on Fractions and floats: {failures} failed")
-    return 1 if failures else 0
+def outcomes(seed: int) -> list:
+    """The seed's program checked on Fractions and on floats."""
+    out = []
+    for exact in (True, False):
+        outcome = check(seed, exact)
+        out.append(Failed(f"seed {seed} on {'Fractions' if exact else 'floats'}: {outcome}\n"
+                          f"{program(seed, exact)}")
+                   if isinstance(outcome, Failed) else outcome)
+    return out
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    raise SystemExit(campaign(outcomes, "reversal (each program on Fractions and floats)"))
