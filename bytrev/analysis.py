@@ -34,7 +34,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from . import ir
+from . import ir, rules
 from .errors import NotInvertibleError, UnsupportedError
 
 _INVERTING: set = set()  # user functions whose inverse is being built (recursion guard)
@@ -411,7 +411,8 @@ class Context:
         obj = self.resolve(call.func)
         if obj is None:
             return CallInfo("pure")  # a local holding a callable: see README, limitations
-        if isinstance(obj, types.FunctionType) and not _module_of(obj).startswith(PURE_MODULES):
+        if isinstance(obj, types.FunctionType) and not _module_of(obj).startswith(PURE_MODULES) \
+                and rules.vjp_rule(obj) is None:  # with a rule it is a primitive: not lifted
             return CallInfo("user", obj)
         name = getattr(obj, "__name__", "")
         if name in MUTATING_FUNCTIONS or (name in MUTATING_METHODS and not isinstance(obj, type)):
@@ -455,7 +456,11 @@ def user_function_effects(func):
         return _EFFECTS[code]
     _EFFECTS[code] = (False, False, True)
     from .lift import lift
-    fn = lift(func)
+    try:
+        fn = lift(func)
+    except BaseException:
+        del _EFFECTS[code]  # not a verdict: the next caller must meet the same error
+        raise
     cx = Context(fn, func)
     params = set(fn.params + fn.kwonly)
     stores = bool(_item_stores(fn.body) & params)

@@ -29,6 +29,7 @@ import inspect
 import numpy as np
 
 from .api import inverse, reversible
+from .backend import is_array
 from .errors import BytrevError
 from .gradient import grad
 
@@ -42,64 +43,124 @@ class CheckFailed(BytrevError, AssertionError):
 
 def check_grad(f, *args, argnums=0, rtol=None, atol=None, step=None, directions=4, seed=0,
                **kwargs):
-    """Check `bytrev.grad(f, argnums)` at `args` (floats and float arrays) against central
-    finite differences; return the gradients (a tuple when argnums is a tuple)."""
+    """Check `bytrev.grad(f, argnums)` at `args` against central finite differences;
+    return the gradients (a tuple when argnums is a tuple). A differentiated argument is
+    a float, a float array, or a tuple/list/dict nesting them (a pytree): each float leaf
+    is checked on its own, integer leaves are left alone."""
     nums = (argnums,) if isinstance(argnums, int) else tuple(argnums)
     got = grad(f, argnums=argnums)(*copy.deepcopy(args), **kwargs)
     grads = got if isinstance(argnums, tuple) else (got,)
     rng = np.random.default_rng(seed)
     for i, g in zip(nums, grads):
-        x = np.asarray(args[i])
-        if x.dtype.kind != "f":
-            raise TypeError(f"check_grad: argument {i} of {f.__qualname__} is not a float or a "
-                            "float array")
-        h = step if step is not None else \
-            float(np.finfo(x.dtype).eps ** (1 / 3) * max(1.0, float(np.max(np.abs(x), initial=0))))
-        r = rtol if rtol is not None else RTOL.get(x.dtype, 1e-5)
-        g = np.asarray(g, dtype=np.float64)
-
-        def moved(direction):
-            """f at args with argument i moved by h * direction, minus at -h."""
-            values = []
-            for sign in (1.0, -1.0):
-                call = list(copy.deepcopy(args))
-                moved_x = x + sign * h * direction
-                call[i] = float(moved_x) if isinstance(args[i], float) else moved_x.astype(x.dtype)
-                values.append(float(f(*call, **kwargs)))
-            return (values[0] - values[1]) / (2 * h)
-
-        if x.size <= FULL_SIZE:
-            expected = np.empty(x.shape)
-            for k in np.ndindex(x.shape):
-                e = np.zeros(x.shape)
-                e[k] = 1.0
-                expected[k] = moved(e)
-            checked, what = np.reshape(g, x.shape), "element"
-        else:
-            us = [rng.standard_normal(x.shape) for _ in range(directions)]
-            expected = np.array([moved(u) for u in us])
-            checked, what = np.array([float(np.sum(g * u)) for u in us]), "random projection"
-        # Central differences are off by about h^2 times the third derivative even where
-        # the gradient is 0: the absolute tolerance is relative to a scale of at least 1.
-        a = atol if atol is not None else r * max(
-            1.0, float(np.max(np.abs(checked), initial=0)), float(np.max(np.abs(expected))))
-        _compare(f, i, checked, expected, r, a, h, args[i], what)
+        leaves = float_leaves(args[i])
+        if not leaves:
+            raise TypeError(f"check_grad: argument {i} of {f.__qualname__} holds no float "
+                            "or float array")
+        for path, leaf in leaves:
+            _check_leaf(f, args, kwargs, i, path, leaf, _leaf_at(g, path), rtol, atol, step,
+                        directions, rng)
     return got
 
 
-def _compare(f, i, got, expected, rtol, atol, h, x, what):
+def _check_leaf(f, args, kwargs, i, path, leaf, g, rtol, atol, step, directions, rng):
+    """Compare the gradient `g` of one float leaf of argument i with central differences."""
+    x = np.asarray(leaf)
+    h = step if step is not None else \
+        float(np.finfo(x.dtype).eps ** (1 / 3) * max(1.0, float(np.max(np.abs(x), initial=0))))
+    r = rtol if rtol is not None else RTOL.get(x.dtype, 1e-5)
+    g = np.asarray(g, dtype=np.float64)
+
+    def moved(direction):
+        """The directional difference quotient of f at the leaf, along `direction`."""
+        values = []
+        for sign in (1.0, -1.0):
+            call = list(copy.deepcopy(args))
+            moved_x = x + sign * h * direction
+            new_leaf = type(leaf)(moved_x) if _is_float(leaf) else moved_x.astype(x.dtype)
+            call[i] = _replaced(call[i], path, new_leaf)
+            values.append(float(f(*call, **kwargs)))
+        return (values[0] - values[1]) / (2 * h)
+
+    if x.size <= FULL_SIZE:
+        expected = np.empty(x.shape)
+        for k in np.ndindex(x.shape):
+            e = np.zeros(x.shape)
+            e[k] = 1.0
+            expected[k] = moved(e)
+        checked, what = np.reshape(g, x.shape), "element"
+    else:
+        us = [rng.standard_normal(x.shape) for _ in range(directions)]
+        expected = np.array([moved(u) for u in us])
+        checked, what = np.array([float(np.sum(g * u)) for u in us]), "random projection"
+    # Central differences are off by about h^2 times the third derivative even where
+    # the gradient is 0: the absolute tolerance is relative to a scale of at least 1.
+    a = atol if atol is not None else r * max(
+        1.0, float(np.max(np.abs(checked), initial=0)), float(np.max(np.abs(expected))))
+    _compare(f, f"{i}{_path_text(path)}", checked, expected, r, a, h, leaf, what)
+
+
+# --------------------------------------------------------------------------- pytrees
+# Arguments may nest floats and arrays in tuples, lists and dicts. A leaf is named by
+# its path: the keys and indices leading to it.
+
+
+def _is_float(value, kinds="f") -> bool:
+    """A float scalar (kinds "f") or a float or complex one (kinds "fc")."""
+    return isinstance(value, (float, complex) if "c" in kinds else float) or \
+        (isinstance(value, np.generic) and value.dtype.kind in kinds)
+
+
+def float_leaves(tree, kinds="f", path=()) -> list:
+    """[(path, leaf)] for the floats and float arrays in `tree`, in order (complex ones
+    too with kinds="fc")."""
+    if isinstance(tree, (tuple, list)):
+        return [leaf for k, part in enumerate(tree)
+                for leaf in float_leaves(part, kinds, path + (k,))]
+    if isinstance(tree, dict):
+        return [leaf for k, part in tree.items()
+                for leaf in float_leaves(part, kinds, path + (k,))]
+    if _is_float(tree, kinds) or (is_array(tree) and tree.dtype.kind in kinds):
+        return [(path, tree)]
+    return []
+
+
+def _leaf_at(tree, path):
+    for k in path:
+        tree = tree[k]
+    return tree
+
+
+def _replaced(tree, path, leaf):
+    """`tree` with the leaf at `path` replaced (tuples rebuilt, lists and dicts copied)."""
+    if not path:
+        return leaf
+    k, rest = path[0], path[1:]
+    if isinstance(tree, dict):
+        return {**tree, k: _replaced(tree[k], rest, leaf)}
+    parts = list(tree)
+    parts[k] = _replaced(tree[k], rest, leaf)
+    if isinstance(tree, list):
+        return parts
+    return type(tree)(*parts) if hasattr(tree, "_fields") else tuple(parts)  # namedtuples
+
+
+def _path_text(path) -> str:
+    return "".join(f"[{k!r}]" for k in path)
+
+
+def _compare(f, argument, got, expected, rtol, atol, h, x, what):
     excess = np.abs(got - expected) - (atol + rtol * np.abs(expected))
     if excess.size == 0 or np.max(excess) <= 0:
         return
     worst = np.unravel_index(int(np.argmax(excess)), excess.shape)
     where = "" if not worst else f" at {what} {worst if len(worst) > 1 else worst[0]}"
     raise CheckFailed(
-        f"check_grad({f.__qualname__}): the gradient of argument {i} differs from central "
-        f"differences (step {h:.3g}){where}: "
+        f"check_grad({f.__qualname__}): the gradient of argument {argument} differs from "
+        f"central differences (step {h:.3g}){where}: "
         f"bytrev gave {float(got[worst]):.10g}, finite differences "
         f"{float(expected[worst]):.10g} "
         f"(|difference| {abs(got[worst] - expected[worst]):.3g} > atol {atol:.3g} + rtol "
-        f"{rtol:g} * |expected|); argument {i}: {_short(x)}")
+        f"{rtol:g} * |expected|); argument {argument}: {_short(x)}")
 
 
 def check_inverse(f, *args, rtol=1e-12, atol=None):
@@ -110,8 +171,8 @@ def check_inverse(f, *args, rtol=1e-12, atol=None):
     magnitude among the float arguments (a small v next to x = 1 comes back to within
     1e-16, not to within 1e-12 of itself)."""
     if atol is None:
-        atol = rtol * max([float(np.max(np.abs(a), initial=0)) for a in args
-                           if np.asarray(a).dtype.kind in "fc"] or [0.0])
+        atol = rtol * max([float(np.max(np.abs(leaf), initial=0)) for a in args
+                           for _, leaf in float_leaves(a, "fc")] or [0.0])
     rev = reversible(f)
     out, tape = rev.forward(*copy.deepcopy(args))
     restored = rev.backward(out, tape)
@@ -127,11 +188,20 @@ def check_inverse(f, *args, rtol=1e-12, atol=None):
 
 
 def _same(f, what, got, want, rtol, atol):
-    try:
-        ok = np.allclose(got, want, rtol=rtol, atol=atol, equal_nan=True) and \
-            np.shape(got) == np.shape(want)
-    except (TypeError, ValueError):  # not numbers: compare as values
-        ok = got == want
+    if isinstance(want, (tuple, list, dict)):  # a pytree: the same structure, leaf by leaf
+        keys = list(want) if isinstance(want, dict) else range(len(want))
+        ok = type(got) is type(want) and len(got) == len(want) and \
+            (not isinstance(want, dict) or got.keys() == want.keys())
+        if ok:
+            for k in keys:
+                _same(f, f"{what}[{k!r}]", got[k], want[k], rtol, atol)
+            return
+    else:
+        try:
+            ok = np.allclose(got, want, rtol=rtol, atol=atol, equal_nan=True) and \
+                np.shape(got) == np.shape(want)
+        except (TypeError, ValueError):  # not numbers: compare as values
+            ok = got == want
     if not ok:
         raise CheckFailed(f"check_inverse({f.__qualname__}): {what} as {_short(got)}, "
                           f"expected {_short(want)} (rtol {rtol:g}, atol {atol:g})")
@@ -162,6 +232,21 @@ def arrays(shape, dtype=np.float64, min_value=-10.0, max_value=10.0):
     from hypothesis.extra import numpy as hnp
     dtype = np.dtype(dtype)
     return hnp.arrays(dtype, shape, elements=floats(min_value, max_value, 8 * dtype.itemsize))
+
+
+def trees(leaves=None, max_leaves=8):
+    """Pytrees: tuples, lists and dicts (short string keys), nested, with leaves from
+    `leaves` (default: `floats()` and 1-d float arrays of 1 to 4 elements) -- for code
+    that takes its parameters as such structures."""
+    from hypothesis import strategies as st
+    from hypothesis.extra import numpy as hnp
+    if leaves is None:
+        leaves = st.one_of(floats(), arrays(hnp.array_shapes(max_dims=1, max_side=4)))
+    return st.recursive(leaves, lambda children: st.one_of(
+        st.lists(children, min_size=1, max_size=3),
+        st.lists(children, min_size=1, max_size=3).map(tuple),
+        st.dictionaries(st.text("abcdefgh", min_size=1, max_size=2), children,
+                        min_size=1, max_size=3)), max_leaves=max_leaves)
 
 
 # --------------------------------------------------------------------------- property tests

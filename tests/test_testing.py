@@ -98,7 +98,7 @@ def test_check_inverse_says_why_there_is_no_inverse():
 
 from hypothesis.extra import numpy as hnp  # noqa: E402
 
-from bytrev.testing import arrays, floats  # noqa: E402
+from bytrev.testing import arrays, float_leaves, floats, trees  # noqa: E402
 
 
 @settings(max_examples=25, deadline=None)
@@ -114,6 +114,90 @@ def test_strategies_feed_check_grad(x, c):
 def test_float32_arrays_and_their_default_tolerance(x):
     assert x.dtype == np.float32
     check_grad(lambda a: np.sum(a * a * a), x)
+
+
+# --------------------------------------------------------------------------- pytrees
+
+
+def tree_loss(params, x):
+    hidden = np.tanh(params["w"] * x + params["b"][0])
+    return np.sum(hidden * params["b"][1]) + params["scale"] * np.sum(x * x)
+
+
+def tree_params(rng):
+    return {"w": rng.uniform(-1, 1, 3), "b": (0.25, rng.uniform(-1, 1, 3)), "scale": 0.5,
+            "steps": 3}
+
+
+def test_check_grad_checks_every_float_leaf_of_a_pytree():
+    params, x = tree_params(np.random.default_rng(0)), np.array([0.5, -1.0, 2.0])
+    got = check_grad(tree_loss, params, x, argnums=(0, 1))
+    assert set(got[0]) == set(params) and got[0]["steps"] == 0
+
+
+def wobbly_tree_loss(params):
+    return np.sum(wobble(params["b"][1])) + params["scale"]
+
+
+def test_check_grad_names_the_leaf_whose_gradient_is_wrong():
+    with pytest.raises(CheckFailed, match=r"argument 0\['b'\]\[1\] differs"):
+        check_grad(wobbly_tree_loss, tree_params(np.random.default_rng(1)))
+
+
+def shift(x, state):
+    state["x"] += 1.5
+    state["x"] -= 1.5
+    x = x + state["scale"][0]
+    return x
+
+
+def lossy_shift(x, state):
+    state["x"] += 1e20  # rounds state["x"] away: the backward run cannot restore it
+    state["x"] -= 1e20
+    x = x + state["scale"][0]
+    return x
+
+
+def test_check_inverse_compares_pytrees_leaf_by_leaf():
+    state = {"x": np.array([0.5, -1.0]), "scale": [0.25, 3]}
+    restored = check_inverse(shift, 0.5, state)
+    assert restored[1]["scale"] == [0.25, 3]
+    np.testing.assert_array_equal(restored[1]["x"], state["x"])
+    with pytest.raises(CheckFailed, match=r"restored state\['x'\] as"):
+        check_inverse(lossy_shift, 0.5, {"x": np.array([0.5, -1.0]), "scale": [0.25, 3]})
+
+
+def squares_of_leaves(tree):
+    """A primitive over any pytree (not lifted: it has a rule)."""
+    return sum(float(np.sum(leaf * leaf)) for _, leaf in float_leaves(tree))
+
+
+def _doubled(g, tree):
+    if isinstance(tree, dict):
+        return {k: _doubled(g, v) for k, v in tree.items()}
+    if isinstance(tree, (list, tuple)):
+        return type(tree)(_doubled(g, v) for v in tree)
+    return 2.0 * g * tree
+
+
+bytrev.defvjp(squares_of_leaves, lambda g, ans, tree: _doubled(g, tree))
+
+
+def scaled_squares(tree, c):
+    return squares_of_leaves(tree) * c
+
+
+@settings(max_examples=30, deadline=None)
+@given(tree=trees(), c=floats(0.5, 2.0))
+def test_trees_feed_check_grad(tree, c):
+    leaves = float_leaves(tree)
+    assert leaves and all(np.all(np.isfinite(leaf)) for _, leaf in leaves)
+    got = check_grad(scaled_squares, tree, c, argnums=(0, 1))
+    for path, leaf in leaves:  # the gradient has the tree's structure
+        g = got[0]
+        for k in path:
+            g = g[k]
+        np.testing.assert_allclose(g, 2.0 * c * np.asarray(leaf), rtol=1e-14)
 
 
 # --------------------------------------------------------------------------- the pytest plugin
