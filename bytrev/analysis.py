@@ -415,7 +415,9 @@ class Context:
                 and rules.vjp_rule(obj) is None:  # with a rule it is a primitive: not lifted
             return CallInfo("user", obj)
         name = getattr(obj, "__name__", "")
-        if name in MUTATING_FUNCTIONS or (name in MUTATING_METHODS and not isinstance(obj, type)):
+        owner = getattr(obj, "__self__", None)  # a bound method's object (not a module)
+        if name in MUTATING_FUNCTIONS or (name in MUTATING_METHODS and owner is not None
+                                          and not isinstance(owner, types.ModuleType)):
             raise self.error(f"a call to {name} (it changes its argument in place)", line,
                              "build a new value instead, or call it outside the function")
         mod = _module_of(obj)

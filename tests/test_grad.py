@@ -657,3 +657,13 @@ def test_harness_corpus_runs_reversibly(case, data):
     got, _ = bytrev.reversible(case.f).forward(*copy_tree(args))
     assert_tree_equal(got, want, what="reversible forward result")
 
+
+
+def sorted_weights(x):
+    return np.sum(np.sort(x) * np.arange(3.0))
+
+
+def test_numpy_functions_named_like_mutating_methods_are_not_refused():
+    # np.sort shares its name with list.sort; only bound methods change their object.
+    x = np.array([3.0, 1.0, 2.0])
+    np.testing.assert_array_equal(bytrev.grad(sorted_weights)(x), [2.0, 0.0, 1.0])
