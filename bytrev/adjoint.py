@@ -112,50 +112,79 @@ def _buffer(adj, value):
     return rules.zeros_like_value(value) if not isinstance(value, dict) else {}
 
 
+def _item(buf, index):
+    """buf[index], or ZERO for a key a dict buffer does not hold yet."""
+    return buf.get(index, ZERO) if isinstance(buf, dict) else buf[index]
+
+
 def acc_index(adj, value, index, g):
     """adj[index] += g (in place), creating the buffer on first use."""
     if g is None or g is ZERO:
         return adj
     buf = _buffer(adj, value)
     if isinstance(buf, (list, dict)):
-        old = buf.get(index, ZERO) if isinstance(buf, dict) else buf[index]
-        buf[index] = acc(old, g)
+        buf[index] = acc(_item(buf, index), g)
     else:
         rules.accumulate_index(buf, index, g)
     return buf
 
 
-def take_index(adj, index):
-    """A copy of adj[index], and adj with adj[index] cleared: the adjoint of an element
-    that `a[index] = v` overwrote (its old contents no longer reach the result)."""
+def _element_buffer(buf, value, outer):
+    """The gradient buffer of `value[outer[0]][outer[1]]...` within `buf`, the buffer of
+    `value`: a view into an array buffer, or the entry of a dict or list buffer, made on
+    first use and copied, since an entry `acc` stored may be shared with another adjoint
+    and the caller changes it in place."""
+    for key in outer:
+        value = value[key]
+        if isinstance(buf, (dict, list)):
+            entry = buf.get(key, ZERO) if isinstance(buf, dict) else buf[key]
+            entry = list(entry) if isinstance(entry, tuple) else _own(_buffer(entry, value))
+            buf[key] = entry
+            buf = entry
+        else:
+            buf = buf[key]
+    return buf
+
+
+def take_index(adj, target, outer, index):
+    """A copy of the adjoint of `target[outer...][index]`, and adj with it cleared: the
+    adjoint of an element that `target[outer...][index] = v` overwrote (its old contents
+    no longer reach the result). `outer` holds the indices of a nested target
+    (`p["w"][0]`: ("w",)), none for `a[i]`."""
     if adj is ZERO:
         return adj, ZERO
-    if isinstance(adj, dict):
-        return adj, adj.pop(index, ZERO)
-    if isinstance(adj, list):
-        g, adj[index] = adj[index], ZERO
+    buf = _element_buffer(adj, target, outer)
+    if isinstance(buf, dict):
+        return adj, buf.pop(index, ZERO)
+    if isinstance(buf, list):
+        g, buf[index] = buf[index], ZERO
         return adj, g
-    g = _own(adj[index])
-    adj[index] = 0
+    g = _own(buf[index])
+    buf[index] = 0
     return adj, g
 
 
-def aug_index_vjp(op, adj, target, index, value):
-    """Adjoint of `target[index] op= value` once undone (target holds its old contents):
-    updates the buffer `adj` in place and returns (adj, cotangent of value)."""
+def aug_index_vjp(op, adj, target, outer, index, value):
+    """Adjoint of `target[outer...][index] op= value` once undone (target holds its old
+    contents): updates the buffer `adj` in place and returns (adj, cotangent of value)."""
     if adj is ZERO:
         return adj, ZERO
-    g = _own(adj[index])
+    buf = _element_buffer(adj, target, outer)
+    g = _own(_item(buf, index))
+    if g is ZERO:
+        return adj, ZERO
     if op == "+":
         return adj, rules.unbroadcast(g, value)
     if op == "-":
         return adj, rules.unbroadcast(-g, value)
+    for key in outer:
+        target = target[key]
     old = target[index]
     if op == "*":
-        adj[index] = g * value
+        buf[index] = g * value
         return adj, rules.unbroadcast(g * old, value)
     if op == "/":
-        adj[index] = g / value
+        buf[index] = g / value
         return adj, rules.unbroadcast(-g * old / (value * value), value)
     raise AssertionError(op)
 
@@ -308,22 +337,33 @@ def active_variables(body, inputs, cx) -> set:
     return active
 
 
-def _view_of(e, names) -> bool:
-    """Whether the value of `e` may share memory with one of the variables `names`."""
+def _view_of(e, names, scalar) -> bool:
+    """Whether the value of `e` may share memory with one of the variables `names`;
+    `scalar(e)` says whether a sub-expression is known to be a number (which shares
+    memory with nothing: `a[0]` of a 1-D array)."""
+    if scalar(e):
+        return False
     if isinstance(e, ir.Name):
         return e.id in names
     if isinstance(e, (ir.Subscript, ir.Attribute)):
-        return _view_of(e.value, names)
+        return _view_of(e.value, names, scalar)
     if isinstance(e, ir.Call) and isinstance(e.func, ir.Attribute) and \
             e.func.attr in _VIEW_METHODS:
-        return _view_of(e.func.value, names)
+        return _view_of(e.func.value, names, scalar)
     if isinstance(e, ir.Call) and getattr(e.func, "attr", None) in _VIEW_FUNCTIONS and e.args:
-        return _view_of(e.args[0], names)
+        return _view_of(e.args[0], names, scalar)
     if isinstance(e, (ir.Tuple, ir.List)):
-        return any(_view_of(x, names) for x in e.elts)
+        return any(_view_of(x, names, scalar) for x in e.elts)
     if isinstance(e, ir.IfExp):
-        return _view_of(e.body, names) or _view_of(e.orelse, names)
+        return _view_of(e.body, names, scalar) or _view_of(e.orelse, names, scalar)
     return False
+
+
+def _number_test(types, s):
+    """A test of whether an expression of statement `s` certainly gives a number (per
+    `types`, a scalars.FloatVars)."""
+    env = types.env_before.get(id(s), {})
+    return lambda e: types.type(e, env) in SCALARS
 
 
 _VIEW_METHODS = {"reshape", "ravel", "view", "transpose", "squeeze", "swapaxes", "diagonal"}
@@ -351,10 +391,11 @@ def check_no_aliased_updates(fn, body, cx, active, types):
         return
     for s in _statements(body):
         if isinstance(s, ir.Assign) and not isinstance(s.target, ir.Subscript):
+            scalar = _number_test(types, s)
             targets = ir.target_names(s.target)
             others = ir.names_read(s.value) - targets
-            if (targets & changed and _view_of(s.value, others | targets)) or \
-                    _view_of(s.value, changed - targets):
+            if (targets & changed and _view_of(s.value, others | targets, scalar)) or \
+                    _view_of(s.value, changed - targets, scalar):
                 raise UnsupportedError(
                     f"`{ir.unparse(s)}` in a differentiated function (it may make two "
                     "variables share memory, and one of them is changed in place)",
@@ -477,7 +518,9 @@ class GradGenerator(Generator):
             targets, value = [s.target.id], s.value
         else:
             targets, value = [t.id for t in s.target.elts], s.value
-        if not any(t in self.active for t in targets):
+        # A dead store (nothing reads the targets later) passes no gradient on, and the
+        # backward run has neither the targets' values nor, maybe, those it reads.
+        if not any(t in self.active for t in targets) or _dead_store(plan):
             return self.backward_assign(plan, s.line)
         elements = None
         if len(targets) == 1:
@@ -491,12 +534,16 @@ class GradGenerator(Generator):
             plan = self.share_with_undo(plan, elements, set(targets), env, out, values)
         undo = self.backward_assign(plan, s.line)
         # The value of a single target is the statement's result: keep it for rules that
-        # use it (exp, tanh, ...) rather than recomputing it after the undo.
+        # use it (exp, tanh, ...) rather than recomputing it after the undo. A target that
+        # nothing reads later (`u = u / v` as u's last value) has no value in the backward
+        # run, but then its adjoint is ZERO and no rule runs: read it only otherwise.
         ans = None
         if elements is not None and len(targets) == 1 and id(value) not in values and \
                 isinstance(value, (ir.Call, ir.BinOp)) and targets[0] not in self.float_adj:
             ans = self.temp("ans")
-            out.append(_assign(pyname(ans), _name(targets[0])))
+            read = ast.Compare(self.adj_load(targets[0]), [ast.IsNot()], [self.helper_zero()])
+            out.append(_assign(pyname(ans), ast.IfExp(read, _name(targets[0]),
+                                                      ast.Constant(None))))
         out += undo
         gs = []
         for t in targets:
@@ -572,12 +619,25 @@ class GradGenerator(Generator):
         if base not in self.active:
             return []
         g = self.temp("g")
-        index = self.expr(s.target.index, s.line)
         out = [ast.Assign([ast.Tuple([ast.Name(self.adj(base), ast.Store()),
                                       ast.Name(pyname(g), ast.Store())], ast.Store())],
-                          self.call_helper(take_index, self.adj_load(base), index))]
+                          self.call_helper(take_index, self.adj_load(base), _name(base),
+                                           *self.element_path(s)))]
         out += self.vjp(s.value, g, env, maybe_zero=True)
         return out
+
+    def element_path(self, s):
+        """(the outer indices as a tuple display, the last index) of the subscripted
+        target of `s`: `p["w"][i]` changes the element i of the part "w" of p."""
+        indices, target = [], s.target
+        while isinstance(target, ir.Subscript):
+            indices.insert(0, self.expr(target.index, s.line))
+            target = target.value
+        if not isinstance(target, ir.Name):
+            raise self.cx.error(f"`{ir.unparse(s)}` (an in-place change through an attribute) "
+                                "in a differentiated function", s.line,
+                                "pass the array itself as an argument")
+        return ast.Tuple(indices[:-1], ast.Load()), indices[-1]
 
     def adjoint_aug(self, s, env):
         base = _base_name(s.target)
@@ -592,7 +652,7 @@ class GradGenerator(Generator):
                 [ast.Tuple([ast.Name(self.adj(base), ast.Store()), ast.Name(pyname(g), ast.Store())],
                            ast.Store())],
                 self.call_helper(aug_index_vjp, ast.Constant(s.op), self.adj_load(base),
-                                 _name(base), self.expr(s.target.index, s.line),
+                                 _name(base), *self.element_path(s),
                                  self.expr(s.value, s.line)))]
             return out + self.vjp(s.value, g, env, maybe_zero=True)
         # x op= e means x = x op e for the adjoint (the undo restored x, in place or not).
@@ -1082,6 +1142,12 @@ class GradGenerator(Generator):
         return gradient, module
 
 
+def _dead_store(plan) -> bool:
+    """Whether the analysis found an assignment's targets unread afterwards (its plan
+    says so only in words: it has nothing to undo, as a fresh value has)."""
+    return not (plan.recover or plan.stash) and plan.how.startswith("dead store")
+
+
 def _ir_name_of(pyid):
     """The IR name whose pyname is `pyid` (temporaries: `_br_x` ↔ `$x`)."""
     return "$" + pyid[4:] if pyid.startswith("_br_") else pyid
@@ -1095,8 +1161,7 @@ def _prune(stmts):
     evaluates every sub-expression of a statement, the inlined float partials need only
     some), until none is left."""
     while True:
-        loads = {n.id for st in stmts for n in ast.walk(st)
-                 if isinstance(n, ast.Name) and isinstance(n.ctx, ast.Load)}
+        loads = {_name_read(n) for st in stmts for n in ast.walk(st)}
         removed = False
 
         def keep(st):
@@ -1120,6 +1185,16 @@ def _prune(stmts):
         stmts = visit(stmts)
         if not removed:
             return stmts
+
+
+def _name_read(node):
+    """The variable an ast node reads, if any: a Name loaded, or the target of `s += 2.0`
+    (a Store, but the undo of `s -= 2.0` needs the value restored before it)."""
+    if isinstance(node, ast.Name):
+        return node.id if isinstance(node.ctx, ast.Load) else None
+    if isinstance(node, ast.AugAssign) and isinstance(node.target, ast.Name):
+        return node.target.id
+    return None
 
 
 def _plain_read(value) -> bool:

@@ -487,6 +487,18 @@ def _item_stores(stmts) -> set:
     return out
 
 
+def _calls(e):
+    """Every call `e` makes, also those in a list comprehension's element, conditions and
+    inner iterables (which `ir.walk` leaves out: they run in the comprehension's scope)."""
+    for sub in ir.walk(e):
+        if isinstance(sub, ir.Call):
+            yield sub
+        elif isinstance(sub, ir.ListComp):
+            for part in (*(loop.iter for loop in sub.loops[1:]),
+                         *(cond for loop in sub.loops for cond in loop.conds), sub.elt):
+                yield from _calls(part)
+
+
 def _all_exprs(stmts):
     for s in stmts:
         for attr in ("value", "test", "iter"):
@@ -652,15 +664,14 @@ class Analyzer:
             e = getattr(s, attr, None)
             if e is None or isinstance(e, list):
                 continue
-            for sub in ir.walk(e):
-                if isinstance(sub, ir.Call):
-                    info = self.cx.classify_call(sub, s.line)
-                    if info.kind == "user" and user_function_effects(info.obj)[0]:
-                        name = getattr(info.obj, "__qualname__", "?")
-                        raise self.cx.error(
-                            f"call to {name}, which changes its arguments in place", s.line,
-                            "bytrev does not yet undo mutations made inside called functions; "
-                            "inline the update into this function")
+            for call in _calls(e):
+                info = self.cx.classify_call(call, s.line)
+                if info.kind == "user" and user_function_effects(info.obj)[0]:
+                    name = getattr(info.obj, "__qualname__", "?")
+                    raise self.cx.error(
+                        f"call to {name}, which changes its arguments in place", s.line,
+                        "bytrev does not yet undo mutations made inside called functions; "
+                        "inline the update into this function")
 
     # ---- assignments
 

@@ -19,6 +19,7 @@ from .backend import is_array
 from .codegen import generate
 from .errors import BytrevError, NotInvertibleError, ReversalError, UnsupportedError
 from . import lift as _lift_module
+from . import forward as forward_mode
 from . import scalars
 from .tape import Tape
 
@@ -28,6 +29,11 @@ def _check_function(f):
     if not inspect.isfunction(f):
         raise UnsupportedError(f"a {type(f).__name__} object", function=repr(f),
                                hint="bytrev runs plain Python functions (def or lambda)")
+    if getattr(f, "__bytrev_derivative__", False) is True:
+        raise UnsupportedError(
+            "running a derivative made by bytrev backwards", function=f.__qualname__,
+            hint="grad, jacobian, jvp and jacfwd of it work (by forward mode), and so do "
+                 "bytrev.hessian and bytrev.hvp; vjp and reversible/inverse do not")
 
 
 class Reversible:
@@ -81,8 +87,13 @@ class Reversible:
     def _forward_for(self, values):
         """The forward run specialised to the arguments' scalar types: where a stashed
         value is provably a Python float it goes to the tape without a type check."""
-        key = tuple(map(type, values))
+        duals = forward_mode.carries_duals(values)
+        key = (tuple(map(type, values)), duals)
         forward = self._specialised.get(key)
+        if forward is None and duals:  # forward over reverse: f's globals for dual numbers
+            forward = generate(self.analysis, self.function,
+                               namespace=forward_mode.namespace_of(self.function.__globals__))[0]
+            self._specialised[key] = forward
         if forward is None:
             types = [scalars.type_name(v) for v in values]
             if "float" not in types or len(self._specialised) >= 32:

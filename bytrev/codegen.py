@@ -175,8 +175,11 @@ def _tuple_of(names, ctx=ast.Load):
 
 
 class Generator:
-    def __init__(self, an: Analysis, pyfunc, invert_mode: bool, floats=None):
+    def __init__(self, an: Analysis, pyfunc, invert_mode: bool, floats=None, namespace=None):
         self.an = an
+        # The globals the generated code runs with: f's own, or for dual numbers
+        # (forward over reverse) f's globals as `forward.DualNamespace` hands them out.
+        self.namespace = pyfunc.__globals__ if namespace is None else namespace
         self.floats = floats  # scalars.FloatVars for one argument signature, or None
         self.known_floats = frozenset()  # variables holding floats where code is emitted
         self.all_floats = {}  # stash site -> whether every value pushed there is a float
@@ -222,7 +225,7 @@ class Generator:
             if isinstance(x, ir.MakeFunction):
                 self.check_closure(x, line)
                 return ir.Call(ir.Const(make_function), (
-                    ir.Const(self.pyfunc.__globals__), ir.Const(x.code), ir.Tuple(x.defaults),
+                    ir.Const(self.namespace), ir.Const(x.code), ir.Tuple(x.defaults),
                     ir.Dict(tuple(ir.Const(k) for k, _ in x.kwdefaults),
                             tuple(v for _, v in x.kwdefaults)),
                     ir.Tuple(tuple(ir.Name(n) for n in x.closure))))
@@ -722,7 +725,7 @@ class Generator:
         _at([factory], self.fn.firstlineno)
         code = compile(module, self.fn.filename, "exec")
         factory_code = next(c for c in code.co_consts if isinstance(c, types.CodeType))
-        make = types.FunctionType(factory_code, self.pyfunc.__globals__)
+        make = types.FunctionType(factory_code, self.namespace)
         return make(*self.consts.values()), module
 
 
@@ -775,7 +778,8 @@ def _at(stmts, line):
     return stmts
 
 
-def generate(an: Analysis, pyfunc, invert_mode=False, floats=None):
+def generate(an: Analysis, pyfunc, invert_mode=False, floats=None, namespace=None):
     """Compile the analysis: returns (forward, backward, module_ast). `floats` (a
-    scalars.FloatVars) specialises the forward run to one argument signature."""
-    return Generator(an, pyfunc, invert_mode, floats).build()
+    scalars.FloatVars) specialises the forward run to one argument signature;
+    `namespace` replaces f's globals."""
+    return Generator(an, pyfunc, invert_mode, floats, namespace).build()

@@ -34,6 +34,7 @@ from __future__ import annotations
 import builtins
 import functools
 import math
+import numbers
 import operator
 import types
 
@@ -52,10 +53,11 @@ class DualConversionError(TypeError):
 # --------------------------------------------------------------------------- dual numbers
 
 
-class Dual:
-    """A float value (a Python or NumPy scalar) and its tangent. Behaves as a number:
-    arithmetic, comparisons (of the values), `abs`, `round`, `int`; `float(d)` raises
-    `DualConversionError` (it would drop the tangent)."""
+class DualValue:
+    """A float value and its tangent: a `Dual` number or a `DualArray`. Arithmetic
+    gives dual values; comparisons compare the values; `bool`, `int` and `round` give
+    plain values (they have no derivative); `float(d)` and `np.asarray(d)` raise
+    `DualConversionError` (they would drop the tangent)."""
 
     __slots__ = ("primal", "tangent")
     __array_priority__ = 1000.0  # ndarray op Dual: NumPy hands the operation to Dual
@@ -106,7 +108,19 @@ class Dual:
         return math.ceil(self.primal)
 
 
-class DualArray(Dual):
+class Dual(DualValue):
+    """A float number (a Python float or a NumPy scalar) and its tangent; a real number
+    to `numbers.Real` (bytrev's gradient code treats it as a scalar)."""
+
+    __slots__ = ()
+
+    dtype = property(lambda self: np.result_type(self.primal))
+
+
+numbers.Real.register(Dual)
+
+
+class DualArray(DualValue):
     """A float array and its tangent (an array of the same shape), of any backend.
     Indexing, slicing and views apply to both, so in-place updates of a view reach the
     tangent too; array methods (`x.sum()`, `x.reshape(...)`) are the NumPy functions."""
@@ -127,12 +141,12 @@ class DualArray(Dual):
         return (dual(p, t) for p, t in zip(self.primal, self.tangent))
 
     def __getitem__(self, index):
-        index = _primal(index)
+        index = primal(index)
         return dual(self.primal[index], self.tangent[index])
 
     def __setitem__(self, index, value):
-        index = _primal(index)
-        self.primal[index] = _primal(value)
+        index = primal(index)
+        self.primal[index] = primal(value)
         tangent = _tangent(value)
         self.tangent[index] = 0 if tangent is None else tangent
 
@@ -184,28 +198,35 @@ def dual(primal, tangent):
     return Dual(primal, tangent)
 
 
+def as_float(value):
+    """`float(np.real(value))`, for a dual number too (value and tangent)."""
+    if isinstance(value, DualValue):
+        return Dual(float(np.real(value.primal)), float(np.real(value.tangent)))
+    return float(np.real(value))
+
+
 def _is_float_value(v) -> bool:
     if isinstance(v, (float, np.floating, complex, np.complexfloating)):
         return True
     return is_array(v) and v.dtype.kind in "fc"
 
 
-def _primal(tree):
+def primal(tree):
     """`tree` with dual numbers replaced by their values (tuples, lists and dicts)."""
-    if isinstance(tree, Dual):
+    if isinstance(tree, DualValue):
         return tree.primal
     if isinstance(tree, (tuple, list)):
-        parts = [_primal(part) for part in tree]
+        parts = [primal(part) for part in tree]
         return parts if isinstance(tree, list) else _rebuilt(tree, parts)
     if isinstance(tree, dict):
-        return {key: _primal(value) for key, value in tree.items()}
+        return {key: primal(value) for key, value in tree.items()}
     return tree
 
 
 def _tangent(tree):
     """The tangent of `tree` in its structure: None where there is none (a plain value),
     or None for the whole when no part has one."""
-    if isinstance(tree, Dual):
+    if isinstance(tree, DualValue):
         return tree.tangent
     if isinstance(tree, (tuple, list)):
         parts = [_tangent(part) for part in tree]
@@ -232,14 +253,23 @@ def _zero_tangent(value):
 def apply(func, args, kwargs):
     """`func(*args, **kwargs)` on dual numbers: the value from `func` on the values, the
     tangent from its forward rule."""
-    values = _primal(args)
-    value_kwargs = _primal(kwargs)
+    values = primal(args)
+    value_kwargs = primal(kwargs)
     ans = func(*values, **value_kwargs)
     tangents = tuple(_tangent(a) for a in args)
+    if id(func) in _LIKE_CONSTRUCTORS and isinstance(args[0], DualArray) and \
+            _is_float_value(ans):
+        # A buffer made like a dual array is for dual values (a gradient sweep's): its
+        # tangent is zero, but it is there to take the tangents written into it.
+        return DualArray(ans, np.zeros_like(ans))
     if all(t is None for t in tangents) or not _carries_floats(ans):
         return ans
     rule = jvp_rule(func, len(args))
     return _paired(ans, rule(tangents, ans, *values, **value_kwargs))
+
+
+_LIKE_CONSTRUCTORS = {id(f) for f in (np.zeros_like, np.ones_like, np.empty_like,
+                                       np.full_like)}
 
 
 def _carries_floats(ans) -> bool:
@@ -250,9 +280,9 @@ def _carries_floats(ans) -> bool:
 
 def _paired(ans, tangent):
     """Result values and tangents paired into dual numbers (tuple results part by part)."""
-    if isinstance(ans, tuple) and not is_array(ans):
-        return _rebuilt(ans, [_paired(a, None if tangent is None else t)
-                              for a, t in zip(ans, tangent or [None] * len(ans))])
+    if isinstance(ans, (tuple, list)):
+        parts = [_paired(a, t) for a, t in zip(ans, tangent or [None] * len(ans))]
+        return parts if isinstance(ans, list) else _rebuilt(ans, parts)
     return dual(ans, _fitted(tangent, ans))
 
 
@@ -280,6 +310,15 @@ def _apply_ufunc(ufunc, method, inputs, kwargs):
         result = apply(np.sum, inputs, kwargs)
     elif method == "accumulate" and ufunc is np.add:
         result = apply(np.cumsum, inputs, kwargs)
+    elif method == "at" and ufunc is np.add:  # np.add.at(buffer, index, values)
+        target, index, values = inputs
+        if not isinstance(target, DualArray):
+            raise DualConversionError("np.add.at adds values with a tangent into a plain "
+                                      "array, which would drop the tangent")
+        np.add.at(target.primal, primal(index), primal(values))
+        if _tangent(values) is not None:
+            np.add.at(target.tangent, primal(index), _tangent(values))
+        return None
     else:
         raise UnsupportedError(f"np.{ufunc.__name__}.{method} on dual numbers",
                                hint="forward mode supports ufunc calls and np.add.reduce/"
@@ -287,7 +326,7 @@ def _apply_ufunc(ufunc, method, inputs, kwargs):
     if out is None:
         return result
     target = out[0] if isinstance(out, tuple) else out
-    if not isinstance(target, DualArray) and isinstance(result, Dual):
+    if not isinstance(target, DualArray) and isinstance(result, DualValue):
         raise DualConversionError(
             f"np.{ufunc.__name__}(..., out=) writes a value with a tangent into a plain "
             "array, which would drop the tangent")
@@ -312,7 +351,7 @@ def _binary(func, op):
 def _operate(func, op, x, y):
     if isinstance(x, (list, tuple, str)) or isinstance(y, (list, tuple, str)):
         return NotImplemented
-    px, py = _primal(x), _primal(y)
+    px, py = primal(x), primal(y)
     ans = op(px, py)
     if not _carries_floats(ans):
         return ans
@@ -345,15 +384,15 @@ for _name, _func, _op in (("add", np.add, operator.add), ("sub", np.subtract, op
                           ("floordiv", np.floor_divide, operator.floordiv),
                           ("mod", np.remainder, operator.mod)):
     _method, _reflected = _binary(_func, _op)
-    setattr(Dual, f"__{_name}__", _method)
-    setattr(Dual, f"__r{_name}__", _reflected)
-    setattr(Dual, f"__i{_name}__", _in_place(_method))
+    setattr(DualValue, f"__{_name}__", _method)
+    setattr(DualValue, f"__r{_name}__", _reflected)
+    setattr(DualValue, f"__i{_name}__", _in_place(_method))
 for _name, _func, _op in (("neg", np.negative, operator.neg), ("pos", np.positive, operator.pos),
                           ("abs", np.absolute, operator.abs)):
-    setattr(Dual, f"__{_name}__", _unary(_func, _op))
+    setattr(DualValue, f"__{_name}__", _unary(_func, _op))
 for _name in ("lt", "le", "gt", "ge", "eq", "ne"):
-    setattr(Dual, f"__{_name}__", functools.partialmethod(
-        lambda self, other, op: op(self.primal, _primal(other)), op=getattr(operator, _name)))
+    setattr(DualValue, f"__{_name}__", functools.partialmethod(
+        lambda self, other, op: op(self.primal, primal(other)), op=getattr(operator, _name)))
 del _name, _func, _op, _method, _reflected
 
 
@@ -492,7 +531,8 @@ _LINEAR = {id(f) for f in (
     np.atleast_1d, np.atleast_2d, np.atleast_3d, np.transpose, np.swapaxes, np.moveaxis,
     np.broadcast_to, np.roll, np.flip, np.fliplr, np.flipud, np.tril, np.triu, np.rot90,
     np.diagonal, np.trace, np.diag, np.take, np.repeat, np.tile, np.concatenate, np.stack,
-    np.vstack, np.hstack, np.dstack, np.column_stack, np.where, np.float64, np.float32,
+    np.vstack, np.hstack, np.dstack, np.column_stack, np.split, np.array_split, np.hsplit,
+    np.vsplit, np.dsplit, np.take_along_axis, np.float64, np.float32,
     builtins.float, builtins.sum, math.fsum, np.negative, np.positive, np.conjugate)}
 _MULTILINEAR = {id(f) for f in (
     np.dot, np.matmul, np.outer, np.inner, np.vdot, np.tensordot, np.kron, np.einsum,
@@ -518,6 +558,29 @@ def _sort_jvp(tangents, ans, a, axis=-1, kind=None, order=None, **kwargs):
     return np.take_along_axis(tangents[0], order_, axis=axis)
 
 
+def _where_jvp(tangents, ans, condition, x=None, y=None):
+    """np.where(c, x, y) is linear in x and y; the condition (which may be a float array
+    used for its truth) passes no tangent."""
+    def part(t, value):
+        return _zero_tangent(value) if t is None else t
+    return np.where(condition, part(tangents[1], x), part(tangents[2], y))
+
+
+def _cumprod_jvp(tangents, ans, a, axis=None, dtype=None, out=None):
+    """d p_k = d p_{k-1} x_k + p_{k-1} t_k along the axis (exact where x has zeros)."""
+    t = tangents[0]
+    if axis is None:
+        a, t, axis = np.ravel(a), np.ravel(t), 0
+    x, dx = np.moveaxis(a, axis, 0), np.moveaxis(np.broadcast_to(t, np.shape(a)), axis, 0)
+    p = np.moveaxis(np.reshape(ans, np.shape(a)), axis, 0)
+    dp = np.zeros_like(p)
+    previous_p, previous_dp = 1.0, 0.0
+    for k in range(len(p)):
+        dp[k] = previous_dp * x[k] + previous_p * dx[k]
+        previous_p, previous_dp = p[k], dp[k]
+    return np.reshape(np.moveaxis(dp, 0, axis), np.shape(ans))
+
+
 def _clip_jvp(tangents, ans, a, a_min=None, a_max=None, *rest, **kwargs):
     """As the reverse rule: a_max's tangent where it bounds the result, else a_min's
     where a is below it, else a's."""
@@ -533,7 +596,7 @@ def _clip_jvp(tangents, ans, a, a_min=None, a_max=None, *rest, **kwargs):
 
 
 _HAND_WRITTEN = {np.linalg.solve: _solve_jvp, np.linalg.inv: _inv_jvp, np.sort: _sort_jvp,
-                 np.clip: _clip_jvp}
+                 np.clip: _clip_jvp, np.cumprod: _cumprod_jvp, np.where: _where_jvp}
 for _func, _rule in _HAND_WRITTEN.items():
     _JVPS[id(_func)] = (_func, _rule)
 del _func, _rule
@@ -562,13 +625,24 @@ def _dual_callable(func):
     """A callable that does not dispatch to `Dual` itself (a math function, `float`),
     made dual-aware: plain arguments give f's plain result."""
     def call(*args, **kwargs):
-        if not any(isinstance(a, Dual) or isinstance(a, (list, tuple)) and
-                   any(isinstance(e, Dual) for e in a) for a in args):
+        if not any(isinstance(a, DualValue) or isinstance(a, (list, tuple)) and
+                   any(isinstance(e, DualValue) for e in a) for a in args):
             return func(*args, **kwargs)
         return apply(func, args, kwargs)
     call.__name__ = getattr(func, "__name__", "call")
     call.__wrapped__ = func
-    return call
+    return _same_rules(call, func)
+
+
+def _same_rules(wrapper, func):
+    """Give `wrapper` the reverse rule and templates of `func`: a gradient sweep running
+    in a dual namespace (forward over reverse) calls the wrapper where f calls func."""
+    rule = rules.vjp_rule(func)
+    if rule is not None:
+        rules.defvjp_all(wrapper, rule)
+    if id(func) in rules._TEMPLATES:
+        rules._TEMPLATES[id(wrapper)] = rules._TEMPLATES[id(func)]
+    return wrapper
 
 
 @functools.lru_cache(maxsize=None)
@@ -578,12 +652,12 @@ def _with_dual_floats(constructor):
     a list of dual numbers is a dual array."""
     def construct(*args, **kwargs):
         value = apply(constructor, args, kwargs)
-        if is_array(value) and value.dtype.kind in "fc" and not isinstance(value, Dual):
+        if is_array(value) and value.dtype.kind in "fc" and not isinstance(value, DualValue):
             return DualArray(value, np.zeros_like(value))
         return value
     construct.__name__ = constructor.__name__
     construct.__wrapped__ = constructor
-    return construct
+    return _same_rules(construct, constructor)
 
 
 _NUMPY_CONSTRUCTORS = {id(f) for f in (
@@ -620,8 +694,11 @@ _DUAL_NUMPY = _DualModule(np, dual_value)
 def _dual_sum(iterable, /, start=0):
     """The builtin `sum`: on floats Python 3.12+ sums with compensation, so the values
     are summed by `sum` itself, not by adding dual numbers one by one."""
-    items = iterable if isinstance(iterable, Dual) else list(iterable)
+    items = iterable if isinstance(iterable, DualValue) else list(iterable)
     return _dual_callable(builtins.sum)(items, start)
+
+
+_same_rules(_dual_sum, builtins.sum)
 
 
 _DUAL_BUILTINS = dict(vars(builtins), float=_dual_callable(builtins.float), sum=_dual_sum)
@@ -629,6 +706,10 @@ _LIBRARIES = ("numpy", "scipy", "cupy", "cupyx", "math", "bytrev")
 
 
 def _module_of(func) -> str:
+    """The module that defined `func` (for a Python function, its globals' name: a
+    wrapper made by functools.wraps claims the wrapped function's module)."""
+    if isinstance(func, types.FunctionType):
+        return func.__globals__.get("__name__") or ""
     return getattr(func, "__module__", None) or ""
 
 
@@ -656,6 +737,23 @@ _NAMESPACES: dict = {}  # id(globals) -> (globals, DualNamespace)
 _FUNCTIONS: dict = {}  # id(function) -> (function, dual version)
 
 
+def namespace_of(globals_: dict) -> DualNamespace:
+    """The `DualNamespace` of a module's globals (one per module)."""
+    entry = _NAMESPACES.get(id(globals_))
+    if entry is None:
+        entry = _NAMESPACES[id(globals_)] = (globals_, DualNamespace(globals_))
+    return entry[1]
+
+
+def carries_duals(values) -> bool:
+    """Whether dual numbers are among `values` (in tuples, lists and dicts too)."""
+    for v in values:
+        if isinstance(v, DualValue) or (isinstance(v, (tuple, list)) and carries_duals(v)) \
+                or (isinstance(v, dict) and carries_duals(v.values())):
+            return True
+    return False
+
+
 def dual_function(f):
     """`f` compiled against its `DualNamespace` (same code, defaults and closure; cells
     holding functions or modules get their dual forms). Functions of bytrev, NumPy and
@@ -666,16 +764,11 @@ def dual_function(f):
     entry = _FUNCTIONS.get(id(f))
     if entry is not None:
         return entry[1]
-    namespace = _NAMESPACES.get(id(f.__globals__))
-    if namespace is None:
-        namespace = DualNamespace(f.__globals__)
-        _NAMESPACES[id(f.__globals__)] = (f.__globals__, namespace)
-    else:
-        namespace = namespace[1]
     closure = None
     if f.__closure__:
         closure = tuple(_dual_cell(cell) for cell in f.__closure__)
-    g = types.FunctionType(f.__code__, namespace, f.__name__, f.__defaults__, closure)
+    g = types.FunctionType(f.__code__, namespace_of(f.__globals__), f.__name__,
+                           f.__defaults__, closure)
     g.__kwdefaults__ = f.__kwdefaults__
     g.__qualname__ = f.__qualname__
     g.__wrapped__ = f
@@ -713,7 +806,7 @@ def jvp(f, primals, tangents):
         if exc.line is None:
             raise _located(exc, f) from exc
         raise
-    return _primal(out), _tangent_out(out)
+    return primal(out), _tangent_out(out)
 
 
 def _dual_tree(primal, tangent):
@@ -741,7 +834,7 @@ def _dual_tree(primal, tangent):
 
 def _tangent_out(out):
     """The tangent of f's result, in its structure: zeros where it has none."""
-    if isinstance(out, Dual):
+    if isinstance(out, DualValue):
         t = out.tangent
         return float(t) if isinstance(out.primal, float) else t
     if isinstance(out, (tuple, list)):
@@ -765,7 +858,7 @@ def _located(exc, f):
         if not _in_library(module):
             frame_line = (code.co_qualname, code.co_filename, tb.tb_lineno)
         tb = tb.tb_next
-    function, filename, line = frame_line or (f.__qualname__, "?", None)
+    function, filename, line = frame_line or (getattr(f, "__qualname__", repr(f)), "?", None)
     construct = exc.construct if isinstance(exc, UnsupportedError) else \
         "a conversion of a dual number to float or to a NumPy array"
     hint = exc.hint if isinstance(exc, UnsupportedError) else (

@@ -25,11 +25,12 @@ import warnings
 
 import numpy as np
 
+from . import forward as forward_mode
 from . import rules, scalars
 from .adjoint import GradGenerator
 from .api import _run_backward, reversible
 from .backend import is_array
-from .errors import BytrevError, ReversalDriftWarning, ReversalError
+from .errors import BytrevError, ReversalDriftWarning, ReversalError, UnsupportedError
 from .tape import bit_bytes
 
 DRIFT_TOLERANCE = 1e-6  # max |restored - original| / (max |original| + DRIFT_FLOOR)
@@ -77,13 +78,16 @@ class GradientProgram:
         an = self.reversible.analysis
         inputs = tuple(p for p, v in zip(an.params, values)
                        if _differentiable(v) and (wrt is None or p in wrt))
-        key = (tuple((type(v), getattr(v, "dtype", None)) for v in values), inputs)
+        duals = forward_mode.carries_duals(values)
+        key = (tuple((type(v), getattr(v, "dtype", None)) for v in values), inputs, duals)
         sweep = self._sweeps.get(key)
         if sweep is None:
             types = [scalars.type_name(v) for v in values]
             floats = scalars.FloatVars(an.body, an.params, types, an.context)
             inputs = list(inputs)
             gen = GradGenerator(an, self.function, floats, inputs + self._free_inputs, types)
+            if duals:  # forward over reverse: the sweep sees f's globals for dual numbers
+                gen.namespace = forward_mode.namespace_of(self.function.__globals__)
             sweep, _ = gen.build_gradient()
             if len(self._sweeps) < 32:
                 self._sweeps[key] = sweep
@@ -98,6 +102,12 @@ class GradientProgram:
         rev = self.reversible
         values = rev._bind(args, kwargs)
         sweep = self.sweep_for(values, wrt)
+        # Undoing `p["b"] += e` by `p["b"] -= e` leaves a NumPy scalar where the caller's
+        # dict held a Python float when e is a NumPy scalar: note where the containers f
+        # changes in place hold floats, to make those floats again.
+        float_items = {i: list(_float_items(v)) for i, (p, v) in
+                       enumerate(zip(self.params, values))
+                       if p in rev._in_place_params and isinstance(v, (dict, list))}
         containers = []
         if result is None or rev.analysis.sites or rev._changes_in_place:
             # The sweep consumes the records right away: they stay unpacked lists.
@@ -113,6 +123,8 @@ class GradientProgram:
             records = [c[:] for c in containers]  # pullback may be called again
             restored, grads, free = _run_backward(rev.ir, sweep, records, ct, start, *held)
             _put_back(rev, values, restored, strict)
+            for i, paths in float_items.items():
+                _make_floats(values[i], paths)
             free_by_name = dict(zip(self._free_inputs, free))
             return grads, tuple(free_by_name.get(n, rules.ZERO) for n in self.freevars)
 
@@ -157,7 +169,27 @@ def _put_back(rev, originals, restored, strict):
         warnings.warn(msg, ReversalDriftWarning, stacklevel=4)
 
 
+def _float_items(container, path=()):
+    """The paths (tuples of keys) to the Python floats within nested dicts and lists."""
+    items = container.items() if isinstance(container, dict) else enumerate(container)
+    for key, value in items:
+        if type(value) is float:
+            yield path + (key,)
+        elif isinstance(value, (dict, list)):
+            yield from _float_items(value, path + (key,))
+
+
+def _make_floats(container, paths):
+    """Make the items at `paths` (from `_float_items`) Python floats again."""
+    for path in paths:
+        inner = container
+        for key in path[:-1]:
+            inner = inner[key]
+        inner[path[-1]] = float(inner[path[-1]])
+
+
 def _relative_drift(original, value) -> float:
+    original, value = forward_mode.primal(original), forward_mode.primal(value)
     if type(original) is float and type(value) is float:  # scalar code: no NumPy calls
         diff = abs(value - original)
         return diff / (abs(original) + DRIFT_FLOOR) if math.isfinite(diff) else float("inf")
@@ -204,8 +236,8 @@ def _gradient_of(ct, like):
 
 def _typed_like(g, like):
     """Python float leaves of `like` get Python floats (a rule may give NumPy scalars)."""
-    if type(like) is float:
-        return float(np.real(g)) if np.ndim(g) == 0 else g
+    if type(forward_mode.primal(like)) is float:
+        return forward_mode.as_float(g) if np.ndim(g) == 0 else g
     if isinstance(like, (tuple, list)) and isinstance(g, (tuple, list)):
         return type(like)(_typed_like(a, b) for a, b in zip(g, like))
     if isinstance(like, dict) and isinstance(g, dict):
@@ -229,7 +261,11 @@ def value_and_grad(f, argnums=0, has_aux=False, *, strict=False):
     """`g(*args, **kwargs) -> (value, gradient)`: f's value and its gradient with respect
     to the positional argument(s) `argnums` (an int, or a tuple of ints giving a tuple of
     gradients). f must return a scalar (or `(scalar, aux)` with `has_aux`; then the
-    value is `(scalar, aux)`). `strict=True` turns the drift warning into an error."""
+    value is `(scalar, aux)`). `strict=True` turns the drift warning into an error.
+    When f is itself a derivative made by bytrev (`grad(grad(g))`), its gradient is
+    computed by forward mode, one run per element of the differentiated arguments."""
+    if _is_derivative(f):
+        return _derivative(_forward_value_and_grad(f, argnums, has_aux), f)
     program = gradient_program(f)
 
     def value_and_gradient(*args, **kwargs):
@@ -253,8 +289,7 @@ def value_and_grad(f, argnums=0, has_aux=False, *, strict=False):
         picked = tuple(_gradient_of(grads[i % len(args)], args[i]) for i in nums)
         return out, (picked[0] if isinstance(argnums, int) else picked)
 
-    functools.update_wrapper(value_and_gradient, f)
-    return value_and_gradient
+    return _derivative(value_and_gradient, f)
 
 
 def grad(f, argnums=0, has_aux=False, *, strict=False):
@@ -266,8 +301,7 @@ def grad(f, argnums=0, has_aux=False, *, strict=False):
         out, g = vg(*args, **kwargs)
         return (g, out[1]) if has_aux else g
 
-    functools.update_wrapper(gradient, f)
-    return gradient
+    return _derivative(gradient, f)
 
 
 def vjp(f, *args, strict=False, **kwargs):
@@ -290,6 +324,8 @@ def jacobian(f, argnums=0, *, strict=False):
     reverse sweep per output element."""
     if not isinstance(argnums, int):
         raise TypeError("jacobian takes one argnums (an int)")
+    if _is_derivative(f):  # jacobian(grad(g)): the Hessian, forward over reverse
+        return forward_mode.jacfwd(f, argnums)
     program = gradient_program(f)
 
     def jac(*args, **kwargs):
@@ -309,5 +345,72 @@ def jacobian(f, argnums=0, *, strict=False):
             rows.append(g if is_array(g) else np.asarray(g))
         return np.stack(rows).reshape(out_arr.shape + np.shape(arg))
 
-    functools.update_wrapper(jac, f)
-    return jac
+    return _derivative(jac, f)
+
+
+# --------------------------------------------------------------------------- higher derivatives
+# Forward over reverse: the gradient sweep itself runs on dual numbers (bytrev.forward),
+# so one sweep gives the gradient and its directional derivative, a Hessian-vector
+# product, at about twice a gradient's cost and memory.
+
+
+def hvp(f, x, v, *args, **kwargs):
+    """The Hessian of scalar-valued `f(x, *args, **kwargs)` with respect to x, times v
+    (x and v floats or float arrays of one shape): d/dt grad f(x + t v) at t = 0."""
+    _, hv = forward_mode.jvp(lambda y: grad(f)(y, *args, **kwargs), (x,), (v,))
+    return hv
+
+
+def hessian(f, argnums=0):
+    """`H(*args, **kwargs)`: the Hessian of scalar-valued f with respect to the positional
+    argument `argnums`, of shape `arg.shape + arg.shape`: one forward-over-reverse sweep
+    per element of the argument."""
+    if not isinstance(argnums, int):
+        raise TypeError("hessian takes one argnums (an int)")
+    return _derivative(jacobian(grad(f, argnums), argnums), f)
+
+
+def _derivative(made, f):
+    """`made` (a derivative of f) with f's name and docs, and marked as a derivative:
+    bytrev differentiates it again by forward mode, not by lifting its bytecode."""
+    functools.update_wrapper(made, f)
+    made.__bytrev_derivative__ = True
+    return made
+
+
+def _is_derivative(f) -> bool:
+    return getattr(f, "__bytrev_derivative__", False) is True
+
+
+def _forward_value_and_grad(f, argnums, has_aux):
+    """value_and_grad of a derivative f (scalar-valued) by forward mode."""
+    if has_aux:
+        raise TypeError("has_aux is not supported when differentiating a derivative")
+
+    def value_and_gradient(*args, **kwargs):
+        nums = _check_argnums(f, args, argnums)
+        call = functools.partial(f, **kwargs)
+        out, picked = None, []
+        for i in nums:
+            arg = args[i]
+            if isinstance(arg, forward_mode.DualValue):
+                raise UnsupportedError("a third derivative (forward mode over forward mode)",
+                                       function=f.__qualname__,
+                                       hint="bytrev nests one forward mode over reverse mode")
+            if not (isinstance(arg, float) or (is_array(arg) and arg.dtype.kind == "f")):
+                raise TypeError(f"{f.__qualname__}: the gradient of a derivative is taken "
+                                "with respect to floats and float arrays only")
+            g = np.zeros(np.shape(arg), dtype=np.result_type(arg, np.float64))
+            for k in np.ndindex(g.shape):
+                unit = np.zeros_like(g)
+                unit[k] = 1.0
+                tangents = [None] * len(args)
+                tangents[i] = unit if is_array(arg) else 1.0
+                out, t = forward_mode.jvp(call, args, tangents)
+                if not _is_scalar(out):
+                    raise BytrevError(f"{f.__qualname__} returned a non-scalar; grad needs a "
+                                      "scalar output: use bytrev.jacobian or bytrev.hessian")
+                g[k] = t
+            picked.append(float(g) if isinstance(arg, float) else g.astype(arg.dtype))
+        return out, (picked[0] if isinstance(argnums, int) else tuple(picked))
+    return value_and_gradient

@@ -5,11 +5,12 @@ How it works, top to bottom:
 1. `bytecodes.normalise` turns 3.11/3.12/3.13 bytecode into one canonical instruction
    list; nothing below this line knows about interpreter versions.
 2. `_Lifter.__init__` cuts that list into basic blocks (blocks that only jump on are
-   threaded through), computes dominators and finds the loops: every target of a back
-   edge and every FOR_ITER is a loop header, except the *guard* of a rotated while loop
-   (see "While loops" below). A loop's body is its natural loop plus the blocks laid out
-   inside it (3.12+ copy small exit blocks there); its exit is FOR_ITER's target, or the
-   one place a while loop's test leaves to.
+   threaded through), refuses the first opcode of an unsupported construct (`try`,
+   `with`, `del`, ...) in the blocks that can run, computes dominators and finds the
+   loops: every target of a back edge and every FOR_ITER is a loop header, except the
+   *guard* of a rotated while loop (see "While loops" below). A loop's body is its
+   natural loop plus the blocks laid out inside it (3.12+ copy small exit blocks there);
+   its exit is FOR_ITER's target, or the one place a while loop's test leaves to.
 3. `_Lifter.walk` interprets the blocks of one region (the function, a loop body) in
    order with an abstract stack whose entries are IR expressions (or markers for things
    like a for loop's iterator). Instructions build expressions; stores, calls whose value
@@ -337,6 +338,7 @@ class _Lifter:
         self._terminal = {}
         self._cond_memo = {}
         self._build_cfg()
+        self._refuse_constructs()
         # Block interpretations allowed: lifting is linear for ordinary code; pathological
         # conditions (chained comparisons needing temporaries inside conditional
         # expressions used as tests) duplicate code, and this bounds the damage.
@@ -347,6 +349,17 @@ class _Lifter:
     def error(self, construct, line=None, hint=""):
         return UnsupportedError(construct, function=self.qualname, filename=self.code.co_filename,
                                 line=line if line is not None else self.cur_line, hint=hint)
+
+    def _refuse_constructs(self):
+        """Raise for the first construct bytrev does not support (known by its opcode) in
+        code that can run, before the loop analysis: such a construct can shape control
+        flow in ways the loop analysis would misreport (a `with` whose body breaks out of
+        a loop adds an exit that looks like a loop's else clause)."""
+        for b in sorted(self.rpo, key=lambda b: b.start):
+            for x in self.ins[b.start:b.end]:
+                if x.op in UNSUPPORTED_OPS:
+                    construct, hint = UNSUPPORTED_OPS[x.op]
+                    raise self.error(construct, x.line, hint)
 
     # ------------------------------------------------------------------ CFG
     def _build_cfg(self):
@@ -810,7 +823,7 @@ class _Lifter:
         while i < b.end:
             x = ins[i]
             self.cur_line = x.line
-            if st.line is None:
+            if st.line is None and x.op != "JUMP":  # (a jump closing an if's arm starts none)
                 st.line = x.line
             if i == b.end - 1 and x.op in _bc.TERMINATORS:
                 return self._terminator(b, st, x)
@@ -827,6 +840,11 @@ class _Lifter:
             except Exception as exc:  # a bug or an unexpected shape: never leak it
                 raise self.error(f"opcode {x.op} in this position", x.line,
                                  hint=f"internal lifter error {exc!r}; please report") from exc
+            if all(isinstance(v, _Iter) and v.started for v in st.stack):
+                # Nothing of a statement is pending (after a `pass`, an expression
+                # statement with no effect, a 3.12+ comprehension restoring its variable):
+                # the next statement is on the line of its own first instruction.
+                st.line = None
         return ("jump", b.fall)
 
     def _terminator(self, b, st, x):

@@ -55,6 +55,7 @@ from __future__ import annotations
 import builtins
 import itertools
 import math
+import numbers
 import string
 import sys
 
@@ -194,6 +195,8 @@ def zeros_like_value(x):
         return kind(0)
     if hasattr(x, "shape") and hasattr(x, "dtype"):
         return np.zeros_like(x)
+    if isinstance(x, numbers.Real):  # a dual number (forward mode over a gradient)
+        return 0.0
     return None
 
 
@@ -374,8 +377,9 @@ _ELEMENTWISE = (
     ("subtract", "", ("g", "-g")),
     ("multiply", "", ("g * y", "g * x")),
     ("divide", "", ("g / y", "-g * ans / y")),
-    # x ** y: no 0 * inf when y == 0; log(x) only where x > 0 (zero elsewhere)
-    ("power", "", ("g * y * x ** np.where(y, y - 1, 1)",
+    # x ** y: no 0 * inf when y == 0 (the exponent there is y - 1 unless x == 0 too, so
+    # that its derivative in y, a Hessian's entry, is right); log(x) only where x > 0
+    ("power", "", ("g * y * x ** np.where(y, y - 1, np.where(x, -1.0, 1.0))",
                    "g * ans * np.log(np.where(x > 0, x, 1))")),
     ("", "pow", ("(g * y * x ** (y - 1) if y else 0.0)",
                  "(g * ans * math.log(x) if x > 0 else 0.0)")),
@@ -392,6 +396,15 @@ _ELEMENTWISE = (
     ("fmin", "", ("g * ((x < y) + 0.5 * (x == y) + np.isnan(y) * ~np.isnan(x))",
                   "g * ((y < x) + 0.5 * (x == y) + np.isnan(x) * ~np.isnan(y))")),
 )
+
+
+def _numbers_or_arrays(number_rule, array_rule):
+    """A rule that applies `number_rule` when every argument is a Python number (or a
+    NumPy float scalar), and `array_rule` otherwise."""
+    def rule(g, ans, *args, **kwargs):
+        numbers = all(isinstance(arg, (int, float)) for arg in args)
+        return (number_rule if numbers else array_rule)(g, ans, *args, **kwargs)
+    return rule
 
 
 def _compile_templates(templates):
@@ -432,14 +445,16 @@ for _numpy_names, _math_names, _templates in _ELEMENTWISE:
 del _numpy_names, _math_names, _templates, _module_name, _module, _names, _written, _name
 del _func
 
-
-def _numbers_or_arrays(number_rule, array_rule):
-    """A rule that applies `number_rule` when every argument is a Python number (or a
-    NumPy float scalar), and `array_rule` otherwise."""
-    def rule(g, ans, *args, **kwargs):
-        numbers = all(isinstance(arg, (int, float)) for arg in args)
-        return (number_rule if numbers else array_rule)(g, ans, *args, **kwargs)
-    return rule
+# A math function called on something other than numbers (a dual number, when forward
+# mode runs over a gradient) gets its NumPy twin's rule, which dispatches.
+for _numpy_names, _math_names, _ in _ELEMENTWISE:
+    _twin = {"fabs": np.absolute, "pow": np.power}
+    for _name in _math_names.split():
+        _numpy_twin = getattr(np, _numpy_names.split()[0]) if _numpy_names else _twin.get(_name)
+        if _numpy_twin is not None:
+            _func = getattr(math, _name)
+            defvjp_all(_func, _numbers_or_arrays(vjp_rule(_func), vjp_rule(_numpy_twin)))
+del _numpy_names, _math_names, _twin, _name, _numpy_twin, _func
 
 
 # Builtins that take numbers or arrays: the math rule for numbers, the NumPy one otherwise.
@@ -574,16 +589,28 @@ def _prod(g, ans, a, axis=None, dtype=None, out=None, keepdims=False, initial=No
     return (unbroadcast(_unreduce(g, x.shape, axis, keepdims) * others, a),)
 
 
-@_rule_for(np.max, np.amax, np.min, np.amin)
-def _extremum(g, ans, a, axis=None, out=None, keepdims=False, initial=None, where=True):
-    """The elements equal to the extremum share g evenly (none when `initial` wins)."""
-    x = _as_array(a)
-    hits = x == _unreduce(ans, x.shape, axis, keepdims)
-    if where is not True:
-        hits = hits & where
-    counts = hits.sum(axis=_reduced_axes(axis, x.ndim), keepdims=True)
-    c = _unreduce(g, x.shape, axis, keepdims) * hits / np.maximum(counts, 1)
-    return (unbroadcast(c, a),)
+def _extremum_of(reduce):
+    """The rule of the reduction `reduce` (np.max or np.min)."""
+    def extremum(g, ans, a, axis=None, out=None, keepdims=False, initial=None, where=True):
+        """The elements equal to the extremum share g evenly (none when `initial` wins).
+        The extremum is taken again over `a` rather than read from `ans`: the backward
+        run restores the two separately, and a rounding in either (`a = a * 1.1` undone
+        by a division) would leave no element equal to `ans`, and no gradient."""
+        x = _as_array(a)
+        options = {} if initial is None else {"initial": initial}
+        if where is not True:
+            options["where"] = where
+        hits = x == reduce(x, axis=axis, keepdims=True, **options)
+        if where is not True:
+            hits = hits & where
+        counts = hits.sum(axis=_reduced_axes(axis, x.ndim), keepdims=True)
+        c = _unreduce(g, x.shape, axis, keepdims) * hits / np.maximum(counts, 1)
+        return (unbroadcast(c, a),)
+    return extremum
+
+
+_rule_for(np.max, np.amax)(_extremum_of(np.max))
+_rule_for(np.min, np.amin)(_extremum_of(np.min))
 
 
 def _centered(x, axis, ddof, correction):
@@ -1206,27 +1233,33 @@ _TEMPLATES[id(builtins.max)] = _TEMPLATES[id(np.maximum)]
 _TEMPLATES[id(builtins.min)] = _TEMPLATES[id(np.minimum)]
 
 
-def _builtin_extremum(g, ans, *args, key=None, default=None):
-    """max/min of several arguments or of one list, tuple or 1-D array: the items equal
-    to the result (by `key`) share g evenly; the others get None (or ZERO in a list)."""
-    items = args[0] if len(args) == 1 else args
-    if len(args) == 1 and hasattr(items, "ndim"):  # an array: compare all at once
-        if key is not None:
-            raise UnsupportedError("the gradient of max/min(array, key=...)")
-        hits = items == ans
-        return (unbroadcast(g * hits / hits.sum(), items),)
-    target = ans if key is None else key(ans)
-    hits = [(item if key is None else key(item)) == target for item in items]
-    share = g if sum(hits) == 1 else g / sum(hits)
-    cotangents = [unbroadcast(share, item) if hit and _differentiable(item) else None
-                  for item, hit in zip(items, hits)]
-    if len(args) > 1:
-        return tuple(cotangents)
-    return (_rebuild(items, [ZERO if c is None else c for c in cotangents]),)
+def _builtin_extremum_of(pick):
+    """The rule of the builtin `pick` (max or min)."""
+    def builtin_extremum(g, ans, *args, key=None, default=None):
+        """max/min of several arguments or of one list, tuple or 1-D array: the items
+        equal to the extremum (by `key`) share g evenly; the others get None (or ZERO in
+        a list). As for np.max, the extremum is found again over the items as the
+        backward run restored them, not read from `ans`."""
+        items = args[0] if len(args) == 1 else args
+        if len(args) == 1 and hasattr(items, "ndim"):  # an array: compare all at once
+            if key is not None:
+                raise UnsupportedError("the gradient of max/min(array, key=...)")
+            hits = items == getattr(items, pick.__name__)()
+            return (unbroadcast(g * hits / hits.sum(), items),)
+        keyed = list(items) if key is None else [key(item) for item in items]
+        target = pick(keyed) if keyed else None
+        hits = [value == target for value in keyed]
+        share = g if sum(hits) == 1 else g / max(sum(hits), 1)
+        cotangents = [unbroadcast(share, item) if hit and _differentiable(item) else None
+                      for item, hit in zip(items, hits)]
+        if len(args) > 1:
+            return tuple(cotangents)
+        return (_rebuild(items, [ZERO if c is None else c for c in cotangents]),)
+    return builtin_extremum
 
 
-defvjp_all(builtins.max, _builtin_extremum)
-defvjp_all(builtins.min, _builtin_extremum)
+defvjp_all(builtins.max, _builtin_extremum_of(builtins.max))
+defvjp_all(builtins.min, _builtin_extremum_of(builtins.min))
 
 
 @_rule_for(builtins.sum)

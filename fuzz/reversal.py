@@ -52,66 +52,70 @@ def _index(r):
     return r.choice(["0", "1", "2", "i % 3", "-1", "j"])
 
 
-def _expr(r, depth=0):
+def expression(r, depth=0):
+    """A random float expression over x, y, z, t and a (also used by fuzz/unsupported.py)."""
     c = r.random()
     if depth > 2 or c < 0.3:
         return r.choice(VARS + ["1.5", "0.25", f"a[{_index(r)}]", "t"])
+    sub = lambda: expression(r, depth + 1)  # noqa: E731
     if c < 0.4:
-        return f"helper({_expr(r, depth + 1)}, {_expr(r, depth + 1)})"
+        return f"helper({sub()}, {sub()})"
     if c < 0.45:
-        return f"helper2({_expr(r, depth + 1)}, {_expr(r, depth + 1)})"
+        return f"helper2({sub()}, {sub()})"
     if c < 0.5:
         return "a.sum()"
     if c < 0.55:
-        return f"({_expr(r, depth + 1)} if {_expr(r, depth + 1)} > 0 else {_expr(r, depth + 1)})"
-    return f"({_expr(r, depth + 1)} {r.choice(['+', '-', '*', '+', '-'])} {_expr(r, depth + 1)})"
+        return f"({sub()} if {sub()} > 0 else {sub()})"
+    return f"({sub()} {r.choice(['+', '-', '*', '+', '-'])} {sub()})"
 
 
 def _stmt(r, depth, in_loop):
     c = r.random()
     v = r.choice(VARS)
     if depth < 3 and c < 0.12:
-        cond = f"{_expr(r)} > {r.choice(['0', '1', 'x', 'a[0]'])}"
-        return ([f"if {cond}:"] + indent(_block(r, depth + 1, in_loop))
-                + ["else:"] + indent(_block(r, depth + 1, in_loop)))
+        cond = f"{expression(r)} > {r.choice(['0', '1', 'x', 'a[0]'])}"
+        return ([f"if {cond}:"] + indent(block(r, depth + 1, in_loop))
+                + ["else:"] + indent(block(r, depth + 1, in_loop)))
     if depth < 2 and c < 0.2:
         it = r.choice(["range(3)", "range(j)", "a", "enumerate(a)", "zip(a, a[::-1])", "[x, y]"])
         target = {"enumerate(a)": "i, t", "zip(a, a[::-1])": "t, i"}.get(
             it, "t" if it in ("a", "[x, y]") else "i")
-        return [f"for {target} in {it}:"] + indent(_block(r, depth + 1, True))
+        return [f"for {target} in {it}:"] + indent(block(r, depth + 1, True))
     if depth < 2 and c < 0.25:
         k = f"k{depth}"
         return ([f"{k} = 0", f"while {k} < {r.randint(0, 3)}:", f"    {k} += 1"]
-                + indent(_block(r, depth + 1, True)))
+                + indent(block(r, depth + 1, True)))
     if in_loop and c < 0.29:
         return [r.choice(["break", "continue"])]
     if c < 0.31:
-        return [f"return {_expr(r)}"]
+        return [f"return {expression(r)}"]
     if c < 0.4:
-        return [f"{v} += {_expr(r)}"]
+        return [f"{v} += {expression(r)}"]
     if c < 0.46:
-        return [f"a[{_index(r)}] += {_expr(r)}"]
+        return [f"a[{_index(r)}] += {expression(r)}"]
     if c < 0.5:
-        return [f"a[{_index(r)}] = {_expr(r)}"]
+        return [f"a[{_index(r)}] = {expression(r)}"]
     if c < 0.53:
         return [f"a[0:2] *= {r.choice(['2.0', 'x', '0.5'])}"]
     if c < 0.56:
-        return [f"a -= {_expr(r)}"]
+        return [f"a -= {expression(r)}"]
     if c < 0.6:
         p, q = r.sample(VARS, 2)
         return [f"{p}, {q} = {q}, {p}"]
     if c < 0.66:
-        return [f"{v} = {v} * {r.choice(['0.5', '2.0', '-1.25', 'x', 'y'])} + {_expr(r)}"]
+        return [f"{v} = {v} * {r.choice(['0.5', '2.0', '-1.25', 'x', 'y'])} + {expression(r)}"]
     if c < 0.7:
-        return [f"{v} = helper({v}, {_expr(r)})"]
+        return [f"{v} = helper({v}, {expression(r)})"]
     if c < 0.73:
-        return [f"b = [e * 2 for e in a if e > {_expr(r)}]", f"{v} = {v} + len(b)"]
+        return [f"b = [e * 2 for e in a if e > {expression(r)}]", f"{v} = {v} + len(b)"]
     if c < 0.76:
         return [f"t = a[{_index(r)}] * 2"]
-    return [f"{v} = {_expr(r)}"]
+    return [f"{v} = {expression(r)}"]
 
 
-def _block(r, depth, in_loop):
+def block(r, depth, in_loop):
+    """1 to 3 random statements (the source lines, unindented) for a block nested `depth`
+    deep, inside a loop or not (also used by fuzz/unsupported.py)."""
     out = []
     for _ in range(r.randint(1, 3)):
         out += _stmt(r, depth, in_loop)
@@ -122,7 +126,7 @@ def program(seed: int, exact: bool = False) -> str:
     """The program for `seed`; with `exact`, its float literals are Fractions, so that
     running it on Fractions has no rounding and every oracle can demand equality."""
     r = random.Random(seed)
-    body = (["z = 0.5", "t = 1.0", "i = 0"] + _block(r, 0, False)
+    body = (["z = 0.5", "t = 1.0", "i = 0"] + block(r, 0, False)
             + [r.choice(["return x + 2.0 * y + z", "return x"])])
     src = "def f(x, a, y, j):\n" + "\n".join(indent(body)) + "\n"
     if exact:

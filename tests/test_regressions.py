@@ -1,11 +1,13 @@
-"""Programs on which random-program testing once found a wrong backward run, minimised.
-Each one runs forward, backward, and (where it is invertible) through the inverse."""
+"""Programs on which random-program testing once found a wrong backward run or a wrong
+gradient, minimised. Each one runs forward, backward, and (where it is invertible)
+through the inverse; the gradients' are checked against central differences."""
 import math
 
 import numpy as np
 import pytest
 
 import bytrev
+from bytrev.testing import check_grad
 
 
 def _helper(u, c):
@@ -103,3 +105,122 @@ def test_dividing_back_is_floor_division_only_for_integers():
     assert g(f(7, 3), 3) == 7 and isinstance(g(f(7, 3), 3), int)
     a = np.array([4, 5, 6])
     assert np.array_equal(g(f(a.copy(), 3), 3), a)
+
+
+# --------------------------------------------------------------------------- gradients
+# Programs on which fuzz/gradients.py found a gradient that crashed, was wrong or left
+# the arguments changed, minimised. Each is checked against central differences.
+
+
+def overwritten_and_never_read(x, y):
+    # A dead store: the backward run has no value for y, and its adjoint code read it as
+    # the result kept for np.sin's rule.
+    y = np.sin(x)
+    return x * 3.0
+
+
+def dead_store_reading_a_dead_local(u, v):
+    # The dead store's inlined float adjoint code read w, which the backward run never
+    # restores (nothing needs it).
+    w = 0.5
+    u = v / (1.0 + w)
+    return v * 2.0
+
+
+def last_value_never_read(a, v):
+    # Not a dead store (it reads a): the old a is stashed, but the new one is not kept,
+    # and the adjoint code read it as the result for the rule of `/`.
+    a = a / v
+    return v * v
+
+
+def restored_for_an_augmented_undo(x, y):
+    # Undoing the swap restores s; the sweep dropped that as unread, but the undo of
+    # `s -= 2.0` (`s += 2.0`) reads it.
+    s = 0.0
+    if y > 0.5:
+        s -= 2.0
+        x, s = s, x
+    return x * y
+
+
+def nested_item_updates(x, m):
+    # m[1][0] is one element of the row m[1]: the adjoint updated m[0] (its last index
+    # applied to the whole of m), silently.
+    m[1][0] += x * m[0][1]
+    m[0][1] = x * 2.0
+    return np.sum(m ** 2)
+
+
+def max_of_a_restored_array(a):
+    # The backward run restores a by dividing by 1.1, and np.max(a) then differs from
+    # m by a rounding: no element equalled m, and none got its gradient.
+    m = np.max(a)
+    a = a * 1.1
+    return m * np.sum(a)
+
+
+def builtin_max_of_a_restored_array(a):
+    # The same for the builtin max over an array.
+    m = max(a)
+    a = a * 1.1
+    return m * np.sum(a)
+
+
+def element_then_update(a):
+    # `t = a[0]` of a 1-D array is a number, not a view of a, and `t += 1.0` rebinds a
+    # NumPy scalar: both were refused as sharing memory with an array changed in place.
+    t = a[0]
+    a[1] += t
+    t += 1.0
+    return np.sum(a * a) * t
+
+
+def loop_variable_rebound(a):
+    # As the body rebinds t, bytrev copies each element into t: a NumPy scalar, which
+    # `t *= 2.0` rebinds; the copy was refused as a view that it changes in place.
+    s = 0.0
+    for t in a:
+        t *= 2.0
+        s = s + t * t
+    return s
+
+
+GRADIENT_CASES = [
+    (overwritten_and_never_read, (0.3, 1.7)),
+    (dead_store_reading_a_dead_local, (0.3, 0.7)),
+    (last_value_never_read, (np.array([0.5, -1.0, 2.0]), 0.7)),
+    (restored_for_an_augmented_undo, (0.3, 0.7)),
+    (nested_item_updates, (0.5, np.array([[1.0, 2.0], [3.0, 4.0]]))),
+    (max_of_a_restored_array, (np.array([2.9, 0.05]),)),
+    (builtin_max_of_a_restored_array, (np.array([2.9, 0.05]),)),
+    (element_then_update, (np.array([1.0, 2.0]),)),
+    (loop_variable_rebound, (np.array([1.0, 2.0]),)),
+]
+
+
+@pytest.mark.parametrize("f, args", GRADIENT_CASES, ids=lambda v: getattr(v, "__name__", ""))
+def test_gradient(f, args):
+    check_grad(f, *args, argnums=tuple(range(len(args))))
+
+
+def test_updates_of_items_of_a_dict_argument():
+    # `p["w"][0] += x` indexed p's adjoint, a dict, with 0 (KeyError), `p["w"][1:] *= x`
+    # with a slice (unhashable); undoing `p["b"] += e`, e a NumPy scalar, left one in
+    # the caller's dict (and the gradient of p["b"] followed its type).
+    def f(x, p):
+        p["w"][0] += x
+        p["w"][1:] *= x
+        p["b"] += np.exp(np.tanh(x))
+        return np.sum(p["w"] ** 2) + p["b"]
+
+    p = {"w": np.array([1.0, 2.0, 3.0]), "b": 0.25}
+    value, (gx, gp) = bytrev.value_and_grad(f, argnums=(0, 1))(0.5, p)
+    e, tanh = math.exp(math.tanh(0.5)), math.tanh(0.5)
+    # w becomes [1.5, 1, 1.5]: sum(w ** 2) = 5.5, with gradient 2 w' dw'/dx = 3 + 4 + 9.
+    assert value == pytest.approx(5.5 + 0.25 + e)
+    assert gx == pytest.approx(16.0 + e * (1.0 - tanh ** 2))
+    np.testing.assert_allclose(gp["w"], [3.0, 1.0, 1.5])
+    assert gp["b"] == 1.0 and type(gp["b"]) is float
+    np.testing.assert_array_equal(p["w"], [1.0, 2.0, 3.0])
+    assert p["b"] == pytest.approx(0.25) and type(p["b"]) is float

@@ -78,6 +78,18 @@ def uses_with_context_object(x):
     return y
 
 
+def with_breaking_out_of_a_nested_loop(x):
+    # 3.12+: the break leaves both the with and the for loop, an exit the loop analysis
+    # took for a loop's else clause (found by fuzz/unsupported.py on 3.12).
+    n = 0
+    while n < 2:
+        n += 1
+        for i in range(3):
+            with _Null():  # <- unsupported
+                break
+    return x
+
+
 def uses_yield(x):
     y = x + 1.0
     yield y  # <- unsupported
@@ -197,13 +209,66 @@ def calls_mutating_helper(a, b):
     return c
 
 
-ARRAY_CASES = [calls_with_out, calls_append, calls_sort]
+# Each statement is named by its own line, also after code that emits nothing: the jump
+# closing an if's arm, `pass`, an expression statement, 3.12+ restoring a comprehension's
+# variable (found by fuzz/unsupported.py: the error named the line of the arm's last
+# statement, of the comprehension).
+
+
+def out_after_an_arm_that_returns(a, b):
+    if b[0] > 0:
+        b = b * 2.0
+    else:
+        return a
+    np.add(a, b, out=a)  # <- unsupported
+    return a
+
+
+def appends_after_pass(a, b):
+    vals = [a.sum()]
+    pass
+    vals.append(b.sum())  # <- unsupported
+    return vals[0]
+
+
+def sorts_after_an_expression_statement(a, b):
+    c = a + b
+    b  # an expression statement, with no effect
+    c.sort()  # <- unsupported
+    return c
+
+
+def puts_after_a_comprehension(a, b):
+    kept = [e for e in b if e > 0]
+    a.put(0, len(kept))  # <- unsupported
+    return a
+
+
+# Calls in a list comprehension's element and condition are checked too (found by
+# fuzz/unsupported.py: the call ran and the backward run did not undo it).
+
+
+def sorts_in_a_comprehension(a, b):
+    done = [a.sort() for e in b]  # <- unsupported
+    return a.sum() + len(done)
+
+
+def out_in_a_comprehension_condition(a, b):
+    kept = [e for e in b if np.add(a, e, out=a)[0] > 0]  # <- unsupported
+    return a.sum() + len(kept)
+
+
+ARRAY_CASES = [calls_with_out, calls_append, calls_sort, out_after_an_arm_that_returns,
+               appends_after_pass, sorts_after_an_expression_statement,
+               puts_after_a_comprehension,
+               sorts_in_a_comprehension, out_in_a_comprehension_condition]
 
 CASES = [
     uses_try_except,
     uses_try_finally,
     uses_with,
     uses_with_context_object,
+    with_breaking_out_of_a_nested_loop,
     defines_class,
     writes_global,
     writes_nonlocal,
