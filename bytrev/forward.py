@@ -280,6 +280,8 @@ def _carries_floats(ans) -> bool:
 
 def _paired(ans, tangent):
     """Result values and tangents paired into dual numbers (tuple results part by part)."""
+    if type(ans) is float and tangent is not None and not is_array(tangent):
+        return Dual(ans, tangent)  # the common case of scalar code, first
     if isinstance(ans, (tuple, list)):
         parts = [_paired(a, t) for a, t in zip(ans, tangent or [None] * len(ans))]
         return parts if isinstance(ans, list) else _rebuilt(ans, parts)
@@ -334,71 +336,10 @@ def _apply_ufunc(ufunc, method, inputs, kwargs):
     return target
 
 
-# --------------------------------------------------------------------------- operators
-
-
-def _binary(func, op):
-    """Dual's method for the operator `op` whose derivative is `func`'s (np.add for +),
-    and the reflected method (`2.0 * d`)."""
-    def method(self, other):
-        return _operate(func, op, self, other)
-
-    def reflected(self, other):
-        return _operate(func, op, other, self)
-    return method, reflected
-
-
-def _operate(func, op, x, y):
-    if isinstance(x, (list, tuple, str)) or isinstance(y, (list, tuple, str)):
-        return NotImplemented
-    px, py = primal(x), primal(y)
-    ans = op(px, py)
-    if not _carries_floats(ans):
-        return ans
-    return _paired(ans, jvp_rule(func, 2)((_tangent(x), _tangent(y)), ans, px, py))
-
-
-def _unary(func, op):
-    def method(self):
-        ans = op(self.primal)
-        return _paired(ans, jvp_rule(func, 1)((self.tangent,), ans, self.primal))
-    return method
-
-
-def _in_place(method):
-    """`a += b` on a dual array updates a's value and tangent in place (views of a see
-    it, as they see NumPy's in-place update); on a scalar it rebinds, as for floats."""
-    def update(self, other):
-        result = method(self, other)
-        if result is NotImplemented or not isinstance(self, DualArray):
-            return result
-        self[...] = result
-        return self
-    return update
-
-
-for _name, _func, _op in (("add", np.add, operator.add), ("sub", np.subtract, operator.sub),
-                          ("mul", np.multiply, operator.mul),
-                          ("truediv", np.divide, operator.truediv),
-                          ("pow", np.power, operator.pow), ("matmul", np.matmul, operator.matmul),
-                          ("floordiv", np.floor_divide, operator.floordiv),
-                          ("mod", np.remainder, operator.mod)):
-    _method, _reflected = _binary(_func, _op)
-    setattr(DualValue, f"__{_name}__", _method)
-    setattr(DualValue, f"__r{_name}__", _reflected)
-    setattr(DualValue, f"__i{_name}__", _in_place(_method))
-for _name, _func, _op in (("neg", np.negative, operator.neg), ("pos", np.positive, operator.pos),
-                          ("abs", np.absolute, operator.abs)):
-    setattr(DualValue, f"__{_name}__", _unary(_func, _op))
-for _name in ("lt", "le", "gt", "ge", "eq", "ne"):
-    setattr(DualValue, f"__{_name}__", functools.partialmethod(
-        lambda self, other, op: op(self.primal, primal(other)), op=getattr(operator, _name)))
-del _name, _func, _op, _method, _reflected
-
-
 # --------------------------------------------------------------------------- forward rules
 
 _JVPS: dict = {}  # id(func) -> (func, rule): registered with defjvp
+_TABLE_RULES: dict = {}  # (id(func), nargs) -> rule: from the tables below, found once
 
 
 def defjvp(func, *rules_per_arg):
@@ -424,13 +365,19 @@ def jvp_rule(func, nargs):
     entry = _JVPS.get(id(func))
     if entry is not None:
         return entry[1]
+    rule = _TABLE_RULES.get((id(func), nargs))
+    if rule is not None:
+        return rule
     templates = rules.elementwise_template(func, nargs)
     if templates is not None:
-        return _elementwise_rule(templates)
-    if id(func) in _LINEAR:
-        return _linear_rule(func)
-    if id(func) in _MULTILINEAR:
-        return _multilinear_rule(func)
+        rule = _elementwise_rule(templates)
+    elif id(func) in _LINEAR:
+        rule = _linear_rule(func)
+    elif id(func) in _MULTILINEAR:
+        rule = _multilinear_rule(func)
+    if rule is not None:
+        _TABLE_RULES[id(func), nargs] = rule
+        return rule
     vjp = rules.vjp_rule(func)
     if vjp is rules._no_gradient:
         return _no_tangent
@@ -600,6 +547,76 @@ _HAND_WRITTEN = {np.linalg.solve: _solve_jvp, np.linalg.inv: _inv_jvp, np.sort: 
 for _func, _rule in _HAND_WRITTEN.items():
     _JVPS[id(_func)] = (_func, _rule)
 del _func, _rule
+
+
+# --------------------------------------------------------------------------- operators
+
+
+def _binary(func, op):
+    """Dual's method for the operator `op` whose derivative is `func`'s (np.add for +),
+    and the reflected method (`2.0 * d`)."""
+    rule = jvp_rule(func, 2)
+
+    def method(self, other):
+        return _operate(rule, op, self, other)
+
+    def reflected(self, other):
+        return _operate(rule, op, other, self)
+    return method, reflected
+
+
+def _operate(rule, op, x, y):
+    # Scalar loops run this for every operation: plain attribute reads, no recursion.
+    tx = x.tangent if isinstance(x, DualValue) else None
+    ty = y.tangent if isinstance(y, DualValue) else None
+    px = x if tx is None else x.primal
+    py = y if ty is None else y.primal
+    if isinstance(px, (list, tuple, str)) or isinstance(py, (list, tuple, str)):
+        return NotImplemented
+    ans = op(px, py)
+    if not _is_float_value(ans):
+        return ans
+    return _paired(ans, rule((tx, ty), ans, px, py))
+
+
+def _unary(func, op):
+    rule = jvp_rule(func, 1)
+
+    def method(self):
+        ans = op(self.primal)
+        return _paired(ans, rule((self.tangent,), ans, self.primal))
+    return method
+
+
+def _in_place(method):
+    """`a += b` on a dual array updates a's value and tangent in place (views of a see
+    it, as they see NumPy's in-place update); on a scalar it rebinds, as for floats."""
+    def update(self, other):
+        result = method(self, other)
+        if result is NotImplemented or not isinstance(self, DualArray):
+            return result
+        self[...] = result
+        return self
+    return update
+
+
+for _name, _func, _op in (("add", np.add, operator.add), ("sub", np.subtract, operator.sub),
+                          ("mul", np.multiply, operator.mul),
+                          ("truediv", np.divide, operator.truediv),
+                          ("pow", np.power, operator.pow), ("matmul", np.matmul, operator.matmul),
+                          ("floordiv", np.floor_divide, operator.floordiv),
+                          ("mod", np.remainder, operator.mod)):
+    _method, _reflected = _binary(_func, _op)
+    setattr(DualValue, f"__{_name}__", _method)
+    setattr(DualValue, f"__r{_name}__", _reflected)
+    setattr(DualValue, f"__i{_name}__", _in_place(_method))
+for _name, _func, _op in (("neg", np.negative, operator.neg), ("pos", np.positive, operator.pos),
+                          ("abs", np.absolute, operator.abs)):
+    setattr(DualValue, f"__{_name}__", _unary(_func, _op))
+for _name in ("lt", "le", "gt", "ge", "eq", "ne"):
+    setattr(DualValue, f"__{_name}__", functools.partialmethod(
+        lambda self, other, op: op(self.primal, primal(other)), op=getattr(operator, _name)))
+del _name, _func, _op, _method, _reflected
 
 
 # --------------------------------------------------------------------------- f's namespace

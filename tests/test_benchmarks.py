@@ -55,3 +55,12 @@ def test_gpu_benchmark_runs_on_the_cpu(capsys):
     assert set(by_tool) == set(bench_gpu.TOOLS) and "| bytrev | 3 |" in out
     assert by_tool["bytrev"]["status"] == "ok" and by_tool["bytrev"]["grad"] > 0
     assert all(r["status"] == "ok" or r["status"].startswith("skipped") for r in rows)
+
+
+def test_hessian_benchmark_agrees_with_the_peers(capsys):
+    import bench_hessian
+    records = bench_hessian.main(["--quick"])
+    assert {r[0] for r in records} == {"stress_loop", "stress_vectorised"}
+    for objective, tool, seconds, err in records:
+        assert seconds is None or (seconds > 0 and err < 1e-10), (objective, tool, err)
+    assert any(tool == "bytrev" and seconds for _, tool, seconds, _ in records)
