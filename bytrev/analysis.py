@@ -398,6 +398,7 @@ class Context:
         return None
 
     def classify_call(self, call: ir.Call, line: int) -> CallInfo:
+        line = call.line or line  # the call's own line, where the lifter knew it
         for name, _ in call.kwargs:
             if name == "out":
                 raise self.error("a call with out= (it writes into an existing array)", line,
@@ -669,7 +670,8 @@ class Analyzer:
                 if info.kind == "user" and user_function_effects(info.obj)[0]:
                     name = getattr(info.obj, "__qualname__", "?")
                     raise self.cx.error(
-                        f"call to {name}, which changes its arguments in place", s.line,
+                        f"call to {name}, which changes its arguments in place",
+                        call.line or s.line,
                         "bytrev does not yet undo mutations made inside called functions; "
                         "inline the update into this function")
 

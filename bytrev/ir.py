@@ -96,6 +96,9 @@ class Call:
     func: "Expr"
     args: tuple = ()  # tuple[Expr, ...]
     kwargs: tuple = ()  # tuple[tuple[str, Expr], ...]
+    # The source line of the call itself (a statement may span lines, or hold a test
+    # CPython merged into another): errors about the call name it. 0 when unknown.
+    line: int = field(default=0, compare=False, repr=False)
 
 
 @dataclass(frozen=True)

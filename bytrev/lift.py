@@ -1680,7 +1680,7 @@ def _call(lf, st, x, kwnames):
     if isinstance(func, ir.Global) and func.id in SIDE_EFFECT_BUILTINS and func.id not in lf.globals:
         raise lf.error(f"call to {func.id} (a side effect)", x.line, hint=SIDE_EFFECT_HINT)
     npos = len(args) - len(kwnames)
-    _push(st, ir.Call(func, tuple(args[:npos]), tuple(zip(kwnames, args[npos:]))))
+    _push(st, ir.Call(func, tuple(args[:npos]), tuple(zip(kwnames, args[npos:])), line=x.line))
 
 
 def op_CALL(lf, st, x):
@@ -1925,7 +1925,7 @@ def _factor(c, x, y):
     if _trivial(c) and _key(x) == _key(c):
         return ir.BoolOp("or", c, y)
     if type(x) is type(y) and dataclasses.is_dataclass(x) and not isinstance(x, _LEAVES):
-        names = [f.name for f in dataclasses.fields(x)]
+        names = [f.name for f in dataclasses.fields(x) if f.name != "line"]
         diff = [n for n in names if _key(getattr(x, n)) != _key(getattr(y, n))]
         if len(diff) == 1 and all(_trivial_part(getattr(x, n)) for n in names if n != diff[0]):
             a, b = getattr(x, diff[0]), getattr(y, diff[0])

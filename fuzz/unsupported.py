@@ -24,10 +24,7 @@ Oracles, on an input like reversal.py's:
 * each error names f (its qualname), its file and the construct's line, the line CPython
   gives the construct. bytrev lifts all of f's code, so a construct in a branch never
   taken is refused too. For an async function the `def` line is accepted as well, for
-  the helper that stores into its argument the store inside the helper. Calls refused
-  by bytrev's analysis (out=, methods that change their object, the helper) may name a
-  statement holding them instead: the analysis knows only statements' lines (see
-  `Construct.by_statement`), and such programs are counted apart;
+  the helper that stores into its argument the store inside the helper;
 * nothing of f's body has run: the array argument is unchanged, nothing was printed,
   the global and the attributes the constructs write are as they were.
 
@@ -119,11 +116,6 @@ class Construct:
     closure: bool = False      # f must be a closure over `total` (nonlocal writes)
     in_helper: bool = False    # bytrev may name the store inside store_first instead
     try_statement: bool = False  # its handlers are unreachable if its body cannot raise
-    # Refused by bytrev's analysis (a call judged by what it calls), which knows the lines
-    # of statements only: it may name the line where a statement holding the construct
-    # starts, or an enclosing `if`, since CPython compiles `if A:` + `if B:` (and `if A:`
-    # + `while B:`'s first test) as `if A and B:`.
-    by_statement: bool = False
 
 
 def _body(r, where):
@@ -253,7 +245,7 @@ def out_argument(r, where):
     e, before = r.choice([(f"np.add(a, {expression(r)}, out=a)", []),
                           ("np.multiply(a, 2.0, out=a)", []), ("np.sin(a, out=a)", []),
                           ("np.add(a, a, out=w)", ["w = np.zeros(3)"])])
-    return _placed(r, where, "call with out=", e, before, by_statement=True)
+    return _placed(r, where, "call with out=", e, before)
 
 
 def mutating_method(r, where):
@@ -263,12 +255,12 @@ def mutating_method(r, where):
         (r.choice(["vals.append(z)", "vals.sort()", "vals.reverse()", "vals.insert(0, t)",
                    "vals.extend(a)", "vals.pop()"]), ["vals = [x, y]"]),
         ("d.update(w=y)", ['d = {"w": x}'])])
-    return _placed(r, where, "method that changes its object", e, before, by_statement=True)
+    return _placed(r, where, "method that changes its object", e, before)
 
 
 def mutating_helper(r, where):
     return _placed(r, where, "helper storing into its argument",
-                   f"store_first(a, {expression(r)})", in_helper=True, by_statement=True)
+                   f"store_first(a, {expression(r)})", in_helper=True)
 
 
 def raise_statement(r, where):
@@ -373,25 +365,6 @@ def _in_loop(body, k, level):
     return False
 
 
-def _holding(lines, line):
-    """The lines (1-based) of the statements of f that hold line `line` of `lines`: where
-    a statement continued on it starts, and the `if`, `while` and `for` headers around
-    it."""
-    held, k = set(), line - 1
-    while lines[k - 1].endswith(","):
-        k -= 1
-        held.add(k + 1)
-    level = _indentation(lines[k])
-    for n in range(k - 1, -1, -1):
-        if lines[n].lstrip().startswith(("def ", "async def ")):
-            break
-        if _indentation(lines[n]) < level and lines[n].endswith(":"):
-            level = _indentation(lines[n])
-            if lines[n].strip() != "else:":
-                held.add(n + 1)
-    return held
-
-
 @dataclass
 class Program:
     """A generated program with one construct bytrev refuses."""
@@ -400,7 +373,6 @@ class Program:
     construct: str
     line: int             # the construct's line
     places: frozenset     # the (function, filename, line)s naming the construct
-    enclosing: frozenset  # those of statements holding it (see Construct.by_statement)
     try_statement: bool
 
 
@@ -429,9 +401,8 @@ def program(seed: int) -> Program:
         places.add((function, filename, def_line))
     if c.in_helper:
         places.add((store_first.__qualname__, store_first.__code__.co_filename, STORE_LINE))
-    enclosing = {(function, filename, n) for n in _holding(lines, line)} if c.by_statement else ()
     return Program("\n".join(lines) + "\n", filename, c.name, line, frozenset(places),
-                   frozenset(enclosing), c.try_statement)
+                   c.try_statement)
 
 
 # --------------------------------------------------------------------------- oracles
@@ -448,8 +419,7 @@ def _raised(call):
 
 def _verdict(exc, p: Program):
     """What an oracle's exception says: "construct" when it is an UnsupportedError naming
-    p's construct, "enclosing statement" when it names a statement holding it (see
-    Construct.by_statement), else a `Failed` saying what it is."""
+    p's construct, else a `Failed` saying what it is."""
     if exc is None:
         return Failed("raised nothing")
     if not isinstance(exc, bytrev.UnsupportedError):
@@ -457,8 +427,6 @@ def _verdict(exc, p: Program):
     place = (exc.function, exc.filename, exc.line)
     if place in p.places:
         return "construct"
-    if place in p.enclosing:
-        return "enclosing statement"
     return Failed(f"raised UnsupportedError naming {exc.function} at {exc.filename}:{exc.line}, "
                   f"not line {p.line}: {exc}")
 
@@ -542,8 +510,6 @@ def check(p: Program):
     problems += [f"f's body ran: {effect}" for effect in effects if effect]
     if problems:
         return Failed("\n".join(problems))
-    if "enclosing statement" in verdicts.values():
-        return f"refused {when}, naming a statement holding it: {p.construct}"
     return f"refused {when}: {p.construct}"
 
 

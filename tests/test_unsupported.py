@@ -258,10 +258,24 @@ def out_in_a_comprehension_condition(a, b):
     return a.sum() + len(kept)
 
 
+def out_on_a_continuation_line(a, b):
+    y = np.sum(b) + np.sum(
+        np.sin(a, out=a))  # <- unsupported
+    return y
+
+
+def sorts_in_a_nested_test(a, b):
+    if b[0] > 0:
+        if a.sort() is None:  # <- unsupported (CPython merges the two tests)
+            b = b * 2.0
+    return b
+
+
 ARRAY_CASES = [calls_with_out, calls_append, calls_sort, out_after_an_arm_that_returns,
                appends_after_pass, sorts_after_an_expression_statement,
                puts_after_a_comprehension,
-               sorts_in_a_comprehension, out_in_a_comprehension_condition]
+               sorts_in_a_comprehension, out_in_a_comprehension_condition,
+               out_on_a_continuation_line, sorts_in_a_nested_test]
 
 CASES = [
     uses_try_except,
