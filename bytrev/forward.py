@@ -231,6 +231,9 @@ def _tangent(tree):
     if isinstance(tree, (tuple, list)):
         parts = [_tangent(part) for part in tree]
         return None if all(p is None for p in parts) else parts
+    if isinstance(tree, dict):
+        parts = {key: _tangent(value) for key, value in tree.items()}
+        return None if all(p is None for p in parts.values()) else parts
     return None
 
 
@@ -239,9 +242,11 @@ def _rebuilt(like, parts):
 
 
 def _zero_tangent(value):
-    """The zero tangent of a plain float value (or of the floats in a list/tuple)."""
+    """The zero tangent of a plain float value (or of the floats in a list/tuple/dict)."""
     if isinstance(value, (tuple, list)):
         return [_zero_tangent(v) for v in value]
+    if isinstance(value, dict):
+        return {k: _zero_tangent(v) for k, v in value.items()}
     if _is_float_value(value):
         return np.zeros_like(value) if is_array(value) else 0.0
     return value  # not differentiable: an axis, an index, a shape (kept by linear rules)
@@ -426,6 +431,9 @@ def _filled(tangent, value):
     if isinstance(value, (list, tuple)):
         return [_zero_tangent(v) if t is None else _filled(t, v)
                 for t, v in zip(tangent, value)]
+    if isinstance(value, dict):
+        return {k: _zero_tangent(v) if tangent.get(k) is None else _filled(tangent[k], v)
+                for k, v in value.items()}
     return tangent
 
 
@@ -462,10 +470,12 @@ def _rule_from_vjp(vjp):
 
 def _dot_tangents(cotangents, tangents):
     total = 0.0
+    if isinstance(tangents, dict):
+        cotangents, tangents = [cotangents.get(k) for k in tangents], list(tangents.values())
     for c, t in zip(cotangents, tangents):
         if c is None or c is rules.ZERO or t is None:
             continue
-        if isinstance(c, (list, tuple)):
+        if isinstance(c, (list, tuple, dict)):
             total = total + _dot_tangents(c, t)
         else:
             total = total + np.sum(c * t)
@@ -642,8 +652,7 @@ def _dual_callable(func):
     """A callable that does not dispatch to `Dual` itself (a math function, `float`),
     made dual-aware: plain arguments give f's plain result."""
     def call(*args, **kwargs):
-        if not any(isinstance(a, DualValue) or isinstance(a, (list, tuple)) and
-                   any(isinstance(e, DualValue) for e in a) for a in args):
+        if not carries_duals(args):
             return func(*args, **kwargs)
         return apply(func, args, kwargs)
     call.__name__ = getattr(func, "__name__", "call")
@@ -813,8 +822,10 @@ def jvp(f, primals, tangents):
     primals, tangents = tuple(primals), tuple(tangents)
     if len(primals) != len(tangents):
         raise TypeError(f"jvp: {len(primals)} primals but {len(tangents)} tangents")
-    duals = tuple(_dual_tree(p, t) for p, t in zip(primals, tangents))
-    runner = dual_function(f) if isinstance(f, types.FunctionType) else f
+    changed = _changed_in_place(f)
+    duals = tuple(_dual_tree(p, t, changed is None or i in changed)
+                  for i, (p, t) in enumerate(zip(primals, tangents)))
+    runner = _runner(f)
     try:
         out = runner(*duals)
     except DualConversionError as exc:
@@ -826,18 +837,49 @@ def jvp(f, primals, tangents):
     return primal(out), _tangent_out(out)
 
 
-def _dual_tree(primal, tangent):
+def _runner(f):
+    """What jvp calls: a Python function's dual version (inside functools.partial too);
+    any other callable as it is (it meets dual numbers through NumPy's protocols)."""
+    if isinstance(f, functools.partial):
+        return functools.partial(_runner(f.func), *f.args, **f.keywords)
+    return dual_function(f) if isinstance(f, types.FunctionType) else f
+
+
+def _changed_in_place(f):
+    """The positions of the parameters f updates in place (`a[i] = v`, `a += v`), or
+    None when bytrev cannot tell (f cannot be lifted, or is not a Python function)."""
+    if isinstance(f, functools.partial) and not f.args:
+        return _changed_in_place(f.func)
+    if not isinstance(f, types.FunctionType) or _in_library(_module_of(f)):
+        return None
+    from .analysis import mutated
+    from .lift import lift
+    try:
+        fn = lift(f)
+    except UnsupportedError:
+        return None
+    params = fn.params + fn.kwonly
+    return {params.index(name) for name in mutated(fn.body) if name in params}
+
+
+def _dual_tree(primal, tangent, written):
     """The argument passed to f: float leaves with a tangent as dual numbers (the
-    tangent copied, since f may update it in place along with an array)."""
+    tangent copied, since f may update it in place along with an array). Float arrays
+    of an argument f updates in place (`written`) become dual arrays with a zero
+    tangent when they have none, so that dual values can be written into them."""
     if isinstance(primal, (tuple, list)):
-        if tangent is None:
+        if tangent is None and not written:
             return primal
-        parts = [_dual_tree(p, t) for p, t in zip(primal, tangent, strict=True)]
+        tangent = [None] * len(primal) if tangent is None else tangent
+        parts = [_dual_tree(p, t, written) for p, t in zip(primal, tangent, strict=True)]
         return parts if isinstance(primal, list) else _rebuilt(primal, parts)
     if isinstance(primal, dict):
-        if tangent is None:
+        if tangent is None and not written:
             return primal
-        return {k: _dual_tree(v, tangent[k]) for k, v in primal.items()}
+        tangent = {} if tangent is None else tangent
+        return {k: _dual_tree(v, tangent.get(k), written) for k, v in primal.items()}
+    if written and tangent is None and is_array(primal) and primal.dtype.kind in "fc":
+        return DualArray(primal, np.zeros_like(primal))
     if not _is_float_value(primal) or tangent is None:
         return primal
     if np.shape(tangent) != np.shape(primal):

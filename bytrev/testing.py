@@ -11,7 +11,8 @@ Both raise `CheckFailed` (an AssertionError, so pytest reports it as a failed as
 with the worst element, what was expected and what bytrev gave, and the input; on
 success they return what they compared (the gradients; the restored arguments).
 
-`check_grad` compares `bytrev.grad` with central differences. For a differentiated
+`check_grad` compares `bytrev.grad` (and, unless `modes=("reverse",)`, forward mode's
+`bytrev.jvp` along the same directions) with central differences. For a differentiated
 argument of at most `FULL_SIZE` elements it checks every element of the gradient; for a
 larger one it checks `directions` random projections `g . u` against the directional
 difference `(f(x + h u) - f(x - h u)) / 2h`, which costs two calls of f each instead of two
@@ -24,6 +25,7 @@ where the gradient is 0; pass `atol` for functions whose gradients are much belo
 from __future__ import annotations
 
 import copy
+import functools
 import inspect
 
 import numpy as np
@@ -31,6 +33,7 @@ import numpy as np
 from .api import inverse, reversible
 from .backend import is_array
 from .errors import BytrevError
+from .forward import jvp
 from .gradient import grad
 
 FULL_SIZE = 64  # elements up to which every element of a gradient is checked
@@ -42,11 +45,12 @@ class CheckFailed(BytrevError, AssertionError):
 
 
 def check_grad(f, *args, argnums=0, rtol=None, atol=None, step=None, directions=4, seed=0,
-               **kwargs):
-    """Check `bytrev.grad(f, argnums)` at `args` against central finite differences;
-    return the gradients (a tuple when argnums is a tuple). A differentiated argument is
-    a float, a float array, or a tuple/list/dict nesting them (a pytree): each float leaf
-    is checked on its own, integer leaves are left alone."""
+               modes=("reverse", "forward"), **kwargs):
+    """Check `bytrev.grad(f, argnums)` (mode "reverse") and `bytrev.jvp` (mode "forward")
+    at `args` against central finite differences; return the gradients (a tuple when
+    argnums is a tuple). A differentiated argument is a float, a float array, or a
+    tuple/list/dict nesting them (a pytree): each float leaf is checked on its own,
+    integer leaves are left alone."""
     nums = (argnums,) if isinstance(argnums, int) else tuple(argnums)
     got = grad(f, argnums=argnums)(*copy.deepcopy(args), **kwargs)
     grads = got if isinstance(argnums, tuple) else (got,)
@@ -58,45 +62,62 @@ def check_grad(f, *args, argnums=0, rtol=None, atol=None, step=None, directions=
                             "or float array")
         for path, leaf in leaves:
             _check_leaf(f, args, kwargs, i, path, leaf, _leaf_at(g, path), rtol, atol, step,
-                        directions, rng)
+                        directions, rng, modes)
     return got
 
 
-def _check_leaf(f, args, kwargs, i, path, leaf, g, rtol, atol, step, directions, rng):
-    """Compare the gradient `g` of one float leaf of argument i with central differences."""
+def _check_leaf(f, args, kwargs, i, path, leaf, g, rtol, atol, step, directions, rng, modes):
+    """Compare the gradient `g` of one float leaf of argument i, and forward mode's
+    directional derivatives there, with central differences."""
     x = np.asarray(leaf)
     h = step if step is not None else \
         float(np.finfo(x.dtype).eps ** (1 / 3) * max(1.0, float(np.max(np.abs(x), initial=0))))
     r = rtol if rtol is not None else RTOL.get(x.dtype, 1e-5)
     g = np.asarray(g, dtype=np.float64)
 
+    def at_leaf(value):
+        """The arguments (copied) with `value` at the leaf."""
+        call = list(copy.deepcopy(args))
+        new_leaf = type(leaf)(value) if _is_float(leaf) else value.astype(x.dtype)
+        call[i] = _replaced(call[i], path, new_leaf)
+        return call
+
     def moved(direction):
         """The directional difference quotient of f at the leaf, along `direction`."""
-        values = []
-        for sign in (1.0, -1.0):
-            call = list(copy.deepcopy(args))
-            moved_x = x + sign * h * direction
-            new_leaf = type(leaf)(moved_x) if _is_float(leaf) else moved_x.astype(x.dtype)
-            call[i] = _replaced(call[i], path, new_leaf)
-            values.append(float(f(*call, **kwargs)))
+        values = [float(f(*at_leaf(x + sign * h * direction), **kwargs)) for sign in (1.0, -1.0)]
         return (values[0] - values[1]) / (2 * h)
 
+    def forward(direction):
+        """Forward mode's derivative of f at the leaf, along `direction`."""
+        tangents = [None] * len(args)
+        tangents[i] = _replaced(_nothing_like(args[i]), path,
+                                type(leaf)(direction) if _is_float(leaf) else direction)
+        _, t = jvp(functools.partial(f, **kwargs), copy.deepcopy(args), tangents)
+        return float(t)
+
     if x.size <= FULL_SIZE:
-        expected = np.empty(x.shape)
+        units = []
         for k in np.ndindex(x.shape):
             e = np.zeros(x.shape)
             e[k] = 1.0
-            expected[k] = moved(e)
-        checked, what = np.reshape(g, x.shape), "element"
+            units.append(e)
+        moves, what = units, "element"
     else:
-        us = [rng.standard_normal(x.shape) for _ in range(directions)]
-        expected = np.array([moved(u) for u in us])
-        checked, what = np.array([float(np.sum(g * u)) for u in us]), "random projection"
-    # Central differences are off by about h^2 times the third derivative even where
-    # the gradient is 0: the absolute tolerance is relative to a scale of at least 1.
-    a = atol if atol is not None else r * max(
-        1.0, float(np.max(np.abs(checked), initial=0)), float(np.max(np.abs(expected))))
-    _compare(f, f"{i}{_path_text(path)}", checked, expected, r, a, h, leaf, what)
+        moves = [rng.standard_normal(x.shape) for _ in range(directions)]
+        what = "random projection"
+    expected = np.array([moved(d) for d in moves])
+    results = {"reverse": np.array([float(np.sum(g * d)) for d in moves])}
+    if "forward" in modes:
+        results["forward"] = np.array([forward(d) for d in moves])
+    for mode in modes:
+        checked = results[mode]
+        # Central differences are off by about h^2 times the third derivative even where
+        # the gradient is 0: the absolute tolerance is relative to a scale of at least 1.
+        a = atol if atol is not None else r * max(
+            1.0, float(np.max(np.abs(checked), initial=0)), float(np.max(np.abs(expected))))
+        shape = x.shape if what == "element" else expected.shape
+        _compare(f, mode, f"{i}{_path_text(path)}", checked.reshape(shape),
+                 expected.reshape(shape), r, a, h, leaf, what)
 
 
 # --------------------------------------------------------------------------- pytrees
@@ -124,6 +145,16 @@ def float_leaves(tree, kinds="f", path=()) -> list:
     return []
 
 
+def _nothing_like(tree):
+    """`tree`'s structure with None for every leaf (a tangent for none of them)."""
+    if isinstance(tree, dict):
+        return {k: _nothing_like(v) for k, v in tree.items()}
+    if isinstance(tree, (tuple, list)):
+        return type(tree)(_nothing_like(v) for v in tree) if not hasattr(tree, "_fields") \
+            else type(tree)(*(_nothing_like(v) for v in tree))
+    return None
+
+
 def _leaf_at(tree, path):
     for k in path:
         tree = tree[k]
@@ -148,15 +179,15 @@ def _path_text(path) -> str:
     return "".join(f"[{k!r}]" for k in path)
 
 
-def _compare(f, argument, got, expected, rtol, atol, h, x, what):
+def _compare(f, mode, argument, got, expected, rtol, atol, h, x, what):
     excess = np.abs(got - expected) - (atol + rtol * np.abs(expected))
     if excess.size == 0 or np.max(excess) <= 0:
         return
     worst = np.unravel_index(int(np.argmax(excess)), excess.shape)
     where = "" if not worst else f" at {what} {worst if len(worst) > 1 else worst[0]}"
     raise CheckFailed(
-        f"check_grad({f.__qualname__}): the gradient of argument {argument} differs from "
-        f"central differences (step {h:.3g}){where}: "
+        f"check_grad({f.__qualname__}): the {mode}-mode derivative of argument {argument} "
+        f"differs from central differences (step {h:.3g}){where}: "
         f"bytrev gave {float(got[worst]):.10g}, finite differences "
         f"{float(expected[worst]):.10g} "
         f"(|difference| {abs(got[worst] - expected[worst]):.3g} > atol {atol:.3g} + rtol "

@@ -271,3 +271,26 @@ def test_bytrev_check_command(tmp_path, monkeypatch, capsys, target, status, say
     assert main(["check", f"checked_module:{target}", "--examples", "10"]) == status
     out = capsys.readouterr()
     assert says in out.out + out.err
+
+
+class Skewed:
+    """Right reverse rule, wrong forward rule (3 cos x for sin x)."""
+
+    def __call__(self, x):
+        return np.sin(x)
+
+
+skewed = Skewed()
+bytrev.defvjp(skewed, lambda g, ans, x: g * np.cos(x))
+bytrev.defjvp(skewed, lambda t, ans, x: 3.0 * np.cos(x) * t)
+
+
+def uses_skewed(x):
+    return np.sum(skewed(x) * x)
+
+
+def test_check_grad_checks_forward_mode_too():
+    x = np.linspace(0.1, 1.0, 4)
+    check_grad(uses_skewed, x, modes=("reverse",))
+    with pytest.raises(CheckFailed, match="forward-mode derivative of argument 0"):
+        check_grad(uses_skewed, x)
