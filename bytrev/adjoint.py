@@ -359,17 +359,17 @@ def _view_of(e, names, scalar) -> bool:
     return False
 
 
+_VIEW_METHODS = {"reshape", "ravel", "view", "transpose", "squeeze", "swapaxes", "diagonal"}
+_VIEW_FUNCTIONS = {"reshape", "ravel", "transpose", "squeeze", "swapaxes", "asarray",
+                   "expand_dims", "broadcast_to", "atleast_1d", "atleast_2d", "diagonal",
+                   "moveaxis"}
+
+
 def _number_test(types, s):
     """A test of whether an expression of statement `s` certainly gives a number (per
     `types`, a scalars.FloatVars)."""
     env = types.env_before.get(id(s), {})
     return lambda e: types.type(e, env) in SCALARS
-
-
-_VIEW_METHODS = {"reshape", "ravel", "view", "transpose", "squeeze", "swapaxes", "diagonal"}
-_VIEW_FUNCTIONS = {"reshape", "ravel", "transpose", "squeeze", "swapaxes", "asarray",
-                   "expand_dims", "broadcast_to", "atleast_1d", "atleast_2d", "diagonal",
-                   "moveaxis"}
 
 
 def check_no_aliased_updates(fn, body, cx, active, types):
