@@ -64,6 +64,20 @@ def demo(out=None) -> int:
     x_back, v_back = g(xn, vn, 0.01, 100)
     err = max(np.max(np.abs(x_back - x)), np.max(np.abs(v_back - v)))
     say(f"inverse(leapfrog)(*leapfrog(x, v, dt, n), dt, n): max round-trip error {err:.2e}")
+
+    say("\n== 3. Derivatives of the branchy loop (n = 20), against central differences\n")
+    from . import forward, gradient
+    n, h = 20, 1e-5
+    first = gradient.grad(branchy)(x0, n)
+    _, tangent = forward.jvp(branchy, (x0, n), (1.0, None))
+    second = gradient.grad(gradient.grad(branchy))(x0, n)
+    say(f"grad (reverse, by running it backwards): {first!r}")
+    say(f"jvp (forward, on dual numbers):          {tangent!r}")
+    say(f"central differences:                     "
+        f"{(branchy(x0 + h, n) - branchy(x0 - h, n)) / (2 * h)!r}")
+    say(f"grad(grad) (forward over reverse):       {second!r}")
+    say(f"central differences of grad:             "
+        f"{(gradient.grad(branchy)(x0 + h, n) - gradient.grad(branchy)(x0 - h, n)) / (2 * h)!r}")
     return 0
 
 

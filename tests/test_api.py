@@ -45,6 +45,14 @@ def test_demo_round_trips(capsys):
     assert "identical to calling it: True" in out
     errors = [float(l.rsplit(" ", 1)[1]) for l in out.splitlines() if "round-trip error" in l]
     assert len(errors) == 2 and max(errors) < 1e-12
+    values = {l.split(":")[0].strip(): float(l.rsplit(" ", 1)[1]) for l in out.splitlines()
+              if l.startswith(("grad", "jvp", "central"))}
+    assert values["grad (reverse, by running it backwards)"] == pytest.approx(
+        values["central differences"], rel=1e-8)
+    assert values["jvp (forward, on dual numbers)"] == pytest.approx(
+        values["grad (reverse, by running it backwards)"], rel=1e-14)
+    assert values["grad(grad) (forward over reverse)"] == pytest.approx(
+        values["central differences of grad"], rel=1e-7)
 
 
 def test_tape_from_another_function_is_rejected():
