@@ -32,6 +32,7 @@ results; `defjvp` registers a direct rule).
 from __future__ import annotations
 
 import builtins
+import contextvars
 import functools
 import math
 import numbers
@@ -43,6 +44,23 @@ import numpy as np
 from . import rules
 from .backend import is_array
 from .errors import UnsupportedError
+
+
+# jacfwd and hessian push all n unit tangents through one run of f: while it runs, every
+# tangent has a leading axis of length n (the batch), and rules either know it (marked
+# `batched`) or are applied once per tangent of the batch (`_looped`).
+_BATCH = contextvars.ContextVar("bytrev_tangent_batch", default=None)
+
+
+def _batch_shape(shape=()) -> tuple:
+    """`shape` with the batch axis in front while a batch runs."""
+    batch = _BATCH.get()
+    return tuple(shape) if batch is None else (batch, *shape)
+
+
+def zeros_tangent(value):
+    """A zero tangent for the float array `value` (with the batch axis, in a batch)."""
+    return np.zeros_like(value, shape=_batch_shape(value.shape))
 
 
 class DualConversionError(TypeError):
@@ -132,23 +150,36 @@ class DualArray(DualValue):
     ndim = property(lambda self: self.primal.ndim)
     size = property(lambda self: self.primal.size)
     nbytes = property(lambda self: self.primal.nbytes)
-    T = property(lambda self: DualArray(self.primal.T, self.tangent.T))
+    T = property(lambda self: apply(np.transpose, (self,), {}))
 
     def __len__(self):
         return len(self.primal)
 
     def __iter__(self):
-        return (dual(p, t) for p, t in zip(self.primal, self.tangent))
+        return (self[k] for k in range(len(self.primal)))
 
     def __getitem__(self, index):
         index = primal(index)
-        return dual(self.primal[index], self.tangent[index])
+        value = self.primal[index]
+        tangent = _tangent_part(self.tangent, index)
+        if not is_array(value) and is_array(tangent):  # an element: its own tangent, as its
+            tangent = tangent.copy()                   # value is a copy, not a view
+        return dual(value, tangent)
 
     def __setitem__(self, index, value):
         index = primal(index)
         self.primal[index] = primal(value)
         tangent = _tangent(value)
-        self.tangent[index] = 0 if tangent is None else tangent
+        if _BATCH.get() is None:
+            self.tangent[index] = 0 if tangent is None else tangent
+            return
+        region = _tangent_part(self.tangent, index)
+        tangent = 0 if tangent is None else _aligned(tangent, region.ndim - 1)
+        if _basic_index(index):  # region is a view of the tangent
+            region[...] = tangent
+            return
+        for b, t in enumerate(np.broadcast_to(tangent, region.shape)):  # region is a copy
+            self.tangent[b][index] = t
 
     def copy(self, *args, **kwargs):
         return DualArray(self.primal.copy(*args, **kwargs), self.tangent.copy(*args, **kwargs))
@@ -160,7 +191,13 @@ class DualArray(DualValue):
         return DualArray(primal, self.tangent.astype(dtype, *args, **kwargs))
 
     def item(self, *index):
-        return Dual(self.primal.item(*index), self.tangent.item(*index))
+        if _BATCH.get() is None:
+            return Dual(self.primal.item(*index), self.tangent.item(*index))
+        flat = 0 if not index else index[0] if len(index) == 1 and not isinstance(
+            index[0], tuple) else np.ravel_multi_index(
+                index if len(index) > 1 else index[0], self.primal.shape)
+        return Dual(self.primal.item(*index),
+                    self.tangent.reshape(self.tangent.shape[0], -1)[:, flat].copy())
 
     def tolist(self):
         if self.ndim == 0:
@@ -188,6 +225,34 @@ class DualArray(DualValue):
         return lambda *args, **kwargs: apply(function, (self, *args), kwargs)
 
 
+def _basic_index(index) -> bool:
+    parts = index if isinstance(index, tuple) else (index,)
+    return all(isinstance(p, (int, np.integer, slice)) or p is None or p is Ellipsis
+               for p in parts)
+
+
+def _tangent_part(tangent, index):
+    """tangent[index] for the value's `index`: behind the batch axis in a batch (a view
+    for basic indices, as the value's part is)."""
+    if _BATCH.get() is None:
+        return tangent[index]
+    if _basic_index(index):
+        return tangent[(slice(None),) + (index if isinstance(index, tuple) else (index,))]
+    if not isinstance(index, tuple):  # one integer array, list or mask
+        return tangent[:, index]
+    return np.stack([t[index] for t in tangent])
+
+
+def _aligned(tangent, ndim):
+    """A batched tangent (batch, *shape) reshaped to broadcast against values of `ndim`
+    dimensions (ones inserted behind the batch axis)."""
+    tangent = tangent if is_array(tangent) else np.asarray(tangent)
+    missing = ndim - (tangent.ndim - 1)
+    if missing <= 0:
+        return tangent
+    return tangent.reshape(tangent.shape[:1] + (1,) * missing + tangent.shape[1:])
+
+
 def dual(primal, tangent):
     """The dual number (primal, tangent), or `primal` itself when it cannot carry a
     derivative (an integer, a boolean, a shape) or the tangent is None (zero)."""
@@ -201,7 +266,9 @@ def dual(primal, tangent):
 def as_float(value):
     """`float(np.real(value))`, for a dual number too (value and tangent)."""
     if isinstance(value, DualValue):
-        return Dual(float(np.real(value.primal)), float(np.real(value.tangent)))
+        tangent = np.real(value.tangent)
+        return Dual(float(np.real(value.primal)),
+                    float(tangent) if np.ndim(tangent) == 0 else tangent)
     return float(np.real(value))
 
 
@@ -266,11 +333,48 @@ def apply(func, args, kwargs):
             _is_float_value(ans):
         # A buffer made like a dual array is for dual values (a gradient sweep's): its
         # tangent is zero, but it is there to take the tangents written into it.
-        return DualArray(ans, np.zeros_like(ans))
+        return DualArray(ans, zeros_tangent(ans))
     if all(t is None for t in tangents) or not _carries_floats(ans):
         return ans
     rule = jvp_rule(func, len(args))
-    return _paired(ans, rule(tangents, ans, *values, **value_kwargs))
+    return _paired(ans, _call_rule(rule, tangents, ans, values, value_kwargs))
+
+
+def _call_rule(rule, tangents, ans, values, kwargs):
+    if _BATCH.get() is None or getattr(rule, "batched", False):
+        return rule(tangents, ans, *values, **kwargs)
+    return _looped(rule, tangents, ans, values, kwargs)
+
+
+def _looped(rule, tangents, ans, values, kwargs):
+    """A rule that does not know batches, applied to each tangent of the batch."""
+    parts = [rule(tuple(_at(t, b) for t in tangents), ans, *values, **kwargs)
+             for b in range(_BATCH.get())]
+    return _stacked(parts, ans)
+
+
+def _at(tangent, b):
+    """Tangent number b of a batched tangent (tree)."""
+    if tangent is None:
+        return None
+    if isinstance(tangent, (list, tuple)):
+        return [_at(t, b) for t in tangent]
+    if isinstance(tangent, dict):
+        return {k: _at(t, b) for k, t in tangent.items()}
+    return tangent[b]
+
+
+def _stacked(parts, ans):
+    """Per-tangent results stacked along a new batch axis (tuple results part by part)."""
+    if all(p is None or p is rules.ZERO for p in parts):
+        return None
+    if isinstance(ans, (tuple, list)):
+        return [_stacked([None if p is None else p[i] for p in parts], a)
+                for i, a in enumerate(ans)]
+    shape = np.shape(ans)
+    zero = np.zeros_like(ans) if is_array(ans) else 0.0
+    return np.stack([np.broadcast_to(zero if p is None or p is rules.ZERO else p, shape)
+                     for p in parts])
 
 
 _LIKE_CONSTRUCTORS = {id(f) for f in (np.zeros_like, np.ones_like, np.empty_like,
@@ -295,9 +399,16 @@ def _paired(ans, tangent):
 
 def _fitted(tangent, ans):
     """`tangent` in the form of `ans`: an array of its shape (rules may return a smaller
-    tangent that broadcasts), a scalar for a scalar."""
+    tangent that broadcasts), a scalar for a scalar; in a batch, (batch, *ans's shape)."""
     if tangent is None or tangent is rules.ZERO:
         return None
+    if _BATCH.get() is not None:
+        shape = _batch_shape(np.shape(ans))
+        if is_array(tangent) and tangent.shape == shape:
+            return tangent
+        if not is_array(tangent) or tangent.ndim == 0:
+            return np.full(shape, tangent, dtype=np.result_type(ans, tangent))
+        return np.broadcast_to(_aligned(tangent, len(shape) - 1), shape).copy()
     if is_array(ans):
         if is_array(tangent) and tangent.shape == ans.shape:
             return tangent
@@ -323,8 +434,12 @@ def _apply_ufunc(ufunc, method, inputs, kwargs):
             raise DualConversionError("np.add.at adds values with a tangent into a plain "
                                       "array, which would drop the tangent")
         np.add.at(target.primal, primal(index), primal(values))
-        if _tangent(values) is not None:
-            np.add.at(target.tangent, primal(index), _tangent(values))
+        tangent = _tangent(values)
+        if tangent is not None and _BATCH.get() is None:
+            np.add.at(target.tangent, primal(index), tangent)
+        elif tangent is not None:
+            for b, t in enumerate(_aligned(tangent, np.ndim(primal(values)))):
+                np.add.at(target.tangent[b], primal(index), t)
         return None
     else:
         raise UnsupportedError(f"np.{ufunc.__name__}.{method} on dual numbers",
@@ -398,6 +513,9 @@ def _no_tangent(tangents, ans, *args, **kwargs):
     return None
 
 
+_no_tangent.batched = True
+
+
 @functools.lru_cache(maxsize=None)
 def _elementwise_rule(templates):
     """The tangent is the sum over the arguments of the reverse template with the
@@ -405,14 +523,18 @@ def _elementwise_rule(templates):
     partials = rules._compile_templates(templates)
 
     def rule(tangents, ans, *args, **kwargs):
+        values = args[:len(partials)]
+        batched = _BATCH.get() is not None
+        ndim = max([np.ndim(ans)] + [np.ndim(v) for v in values]) if batched else 0
         total = None
         for partial, t in zip(partials, tangents):
             if t is not None:
-                term = partial(t, ans, *args[:len(partials)])
+                term = partial(_aligned(t, ndim) if batched else t, ans, *values)
                 total = term if total is None else total + term
         if is_array(total) and any(total is t for t in tangents):
             total = total.copy()  # `x + 1.0`: the result's tangent must not be x's
         return total
+    rule.batched = True
     return rule
 
 
@@ -458,17 +580,19 @@ def _rule_from_vjp(vjp):
     def rule(tangents, ans, *args, **kwargs):
         if not is_array(ans):
             return _dot_tangents(vjp(type(ans)(1), ans, *args, **kwargs), tangents)
-        out = np.zeros_like(ans)
-        flat = out.reshape(-1)
+        out = np.zeros_like(ans, shape=_batch_shape(ans.shape))
+        flat = out.reshape(out.shape[:out.ndim - ans.ndim] + (-1,))
         for k in range(ans.size):
             seed = np.zeros_like(ans)
             seed.reshape(-1)[k] = 1
-            flat[k] = _dot_tangents(vjp(seed, ans, *args, **kwargs), tangents)
+            flat[..., k] = _dot_tangents(vjp(seed, ans, *args, **kwargs), tangents)
         return out
+    rule.batched = True
     return rule
 
 
 def _dot_tangents(cotangents, tangents):
+    """The sum of <cotangent, tangent> over the arguments (per tangent, in a batch)."""
     total = 0.0
     if isinstance(tangents, dict):
         cotangents, tangents = [cotangents.get(k) for k in tangents], list(tangents.values())
@@ -477,8 +601,10 @@ def _dot_tangents(cotangents, tangents):
             continue
         if isinstance(c, (list, tuple, dict)):
             total = total + _dot_tangents(c, t)
-        else:
+        elif _BATCH.get() is None:
             total = total + np.sum(c * t)
+        else:
+            total = total + np.sum(c * t, axis=tuple(range(1, np.ndim(t))))
     return total
 
 
@@ -494,6 +620,60 @@ _LINEAR = {id(f) for f in (
 _MULTILINEAR = {id(f) for f in (
     np.dot, np.matmul, np.outer, np.inner, np.vdot, np.tensordot, np.kron, np.einsum,
     np.cross, getattr(np.linalg, "matmul", np.matmul))}
+
+
+# Batched forms of the commonest linear and bilinear functions (in a batch the others
+# run once per tangent).
+def _reduction_jvp(func):
+    def rule(tangents, ans, a, axis=None, dtype=None, out=None, keepdims=False, **kwargs):
+        t = tangents[0]
+        if _BATCH.get() is not None and (kwargs or not is_array(t)):
+            return _looped(_linear_rule(func), tangents, ans, (a,),
+                           dict(axis=axis, dtype=dtype, keepdims=keepdims, **kwargs))
+        if _BATCH.get() is not None:
+            ndim = np.ndim(a)
+            axis = tuple(range(1, ndim + 1)) if axis is None else \
+                tuple(int(k) % ndim + 1 for k in np.atleast_1d(axis))
+        return func(t, axis=axis, dtype=dtype, keepdims=keepdims, **kwargs)
+    rule.batched = True
+    return rule
+
+
+def _reshape_jvp(tangents, ans, a, *args, order="C", **kwargs):
+    """np.reshape, np.ravel (order C): the tangent takes the result's shape."""
+    if order != "C":
+        raise UnsupportedError("reshaping dual numbers in an order other than C")
+    return np.reshape(tangents[0], _batch_shape(np.shape(ans)))
+
+
+def _transpose_jvp(tangents, ans, a, axes=None):
+    ndim = np.ndim(a)
+    axes = tuple(range(ndim))[::-1] if axes is None else tuple(int(k) % ndim for k in axes)
+    if _BATCH.get() is not None:
+        axes = (0,) + tuple(k + 1 for k in axes)
+    return np.transpose(tangents[0], axes)
+
+
+def _matmul_jvp(tangents, ans, x, y, *args, **kwargs):
+    """x @ y (and np.dot of vectors and matrices) by the product rule; in a batch the
+    batched operand's leading axis is the batch."""
+    if args or kwargs or not (1 <= np.ndim(x) <= 2 and 1 <= np.ndim(y) <= 2):
+        return _call_rule(_multilinear_rule(np.matmul), tangents, ans, (x, y, *args), kwargs)
+    tx, ty = tangents
+    total = None
+    if tx is not None:
+        total = np.matmul(tx, y)
+    if ty is not None:
+        if _BATCH.get() is None or np.ndim(y) == 2:
+            term = np.matmul(x, ty)
+        else:  # x @ (batch of vectors): the vectors as the rows of a matrix
+            term = np.matmul(ty, np.swapaxes(x, -1, -2) if np.ndim(x) == 2 else x)
+        total = term if total is None else total + term
+    return total
+
+
+for _rule in (_reshape_jvp, _transpose_jvp, _matmul_jvp):
+    _rule.batched = True
 
 
 # Forward rules for nonlinear functions whose reverse rules would cost one call per
@@ -553,7 +733,10 @@ def _clip_jvp(tangents, ans, a, a_min=None, a_max=None, *rest, **kwargs):
 
 
 _HAND_WRITTEN = {np.linalg.solve: _solve_jvp, np.linalg.inv: _inv_jvp, np.sort: _sort_jvp,
-                 np.clip: _clip_jvp, np.cumprod: _cumprod_jvp, np.where: _where_jvp}
+                 np.clip: _clip_jvp, np.cumprod: _cumprod_jvp, np.where: _where_jvp,
+                 np.sum: _reduction_jvp(np.sum), np.mean: _reduction_jvp(np.mean),
+                 np.reshape: _reshape_jvp, np.ravel: _reshape_jvp,
+                 np.transpose: _transpose_jvp, np.matmul: _matmul_jvp}
 for _func, _rule in _HAND_WRITTEN.items():
     _JVPS[id(_func)] = (_func, _rule)
 del _func, _rule
@@ -586,7 +769,7 @@ def _operate(rule, op, x, y):
     ans = op(px, py)
     if not _is_float_value(ans):
         return ans
-    return _paired(ans, rule((tx, ty), ans, px, py))
+    return _paired(ans, _call_rule(rule, (tx, ty), ans, (px, py), {}))
 
 
 def _unary(func, op):
@@ -594,7 +777,7 @@ def _unary(func, op):
 
     def method(self):
         ans = op(self.primal)
-        return _paired(ans, rule((self.tangent,), ans, self.primal))
+        return _paired(ans, _call_rule(rule, (self.tangent,), ans, (self.primal,), {}))
     return method
 
 
@@ -679,7 +862,7 @@ def _with_dual_floats(constructor):
     def construct(*args, **kwargs):
         value = apply(constructor, args, kwargs)
         if is_array(value) and value.dtype.kind in "fc" and not isinstance(value, DualValue):
-            return DualArray(value, np.zeros_like(value))
+            return DualArray(value, zeros_tangent(value))
         return value
     construct.__name__ = constructor.__name__
     construct.__wrapped__ = constructor
@@ -879,15 +1062,17 @@ def _dual_tree(primal, tangent, written):
         tangent = {} if tangent is None else tangent
         return {k: _dual_tree(v, tangent.get(k), written) for k, v in primal.items()}
     if written and tangent is None and is_array(primal) and primal.dtype.kind in "fc":
-        return DualArray(primal, np.zeros_like(primal))
+        return DualArray(primal, zeros_tangent(primal))
     if not _is_float_value(primal) or tangent is None:
         return primal
-    if np.shape(tangent) != np.shape(primal):
+    if np.shape(tangent) != _batch_shape(np.shape(primal)):
         raise ValueError(f"jvp: a tangent of shape {np.shape(tangent)} for a primal of "
                          f"shape {np.shape(primal)}")
     if is_array(primal):
         return DualArray(primal, np.array(tangent, dtype=primal.dtype, copy=True) if
                          not is_array(tangent) else tangent.astype(primal.dtype, copy=True))
+    if _BATCH.get() is not None:
+        return Dual(primal, np.asarray(tangent, dtype=np.result_type(primal, np.float64)))
     return Dual(primal, type(primal)(tangent) if isinstance(primal, float) else tangent)
 
 
@@ -895,7 +1080,7 @@ def _tangent_out(out):
     """The tangent of f's result, in its structure: zeros where it has none."""
     if isinstance(out, DualValue):
         t = out.tangent
-        return float(t) if isinstance(out.primal, float) else t
+        return float(t) if isinstance(out.primal, float) and np.ndim(t) == 0 else t
     if isinstance(out, (tuple, list)):
         parts = [_tangent_out(part) for part in out]
         return parts if isinstance(out, list) else _rebuilt(out, parts)
@@ -928,7 +1113,9 @@ def _located(exc, f):
 
 def jacfwd(f, argnums=0):
     """`J(*args)`: the Jacobian of f with respect to the positional argument `argnums`,
-    of shape `out.shape + arg.shape`, by one forward run per element of the argument."""
+    of shape `out.shape + arg.shape`, by one forward run on dual numbers whose tangents
+    are all the unit vectors at once (a batch: each tangent has a leading axis of the
+    argument's size)."""
     if not isinstance(argnums, int):
         raise TypeError("jacfwd takes one argnums (an int)")
 
@@ -937,16 +1124,17 @@ def jacfwd(f, argnums=0):
         if not _is_float_value(arg):
             raise TypeError(f"jacfwd: argument {argnums} of {f.__qualname__} is not a float "
                             "or a float array")
-        columns, out = [], None
-        for k in range(max(np.size(arg), 1)):
-            unit = np.zeros_like(arg, dtype=np.result_type(arg, np.float64))
-            unit.reshape(-1)[k] = 1.0
-            tangents = [None] * len(args)
-            tangents[argnums] = unit if is_array(arg) else float(unit)
+        n = max(np.size(arg), 1)
+        tangents = [None] * len(args)
+        tangents[argnums] = np.eye(n, dtype=np.result_type(arg, np.float64)).reshape(
+            (n,) + np.shape(arg))
+        token = _BATCH.set(n)
+        try:
             out, t = jvp(f, args, tangents)
-            columns.append(np.asarray(t, dtype=np.result_type(t, np.float64)))
-        stacked = np.stack(columns, axis=-1)
-        return stacked.reshape(np.shape(out) + np.shape(arg))
+        finally:
+            _BATCH.reset(token)
+        t = np.broadcast_to(np.asarray(t), (n,) + np.shape(out))  # zeros: no tangent
+        return np.moveaxis(t, 0, -1).reshape(np.shape(out) + np.shape(arg))
 
     functools.update_wrapper(jac, f)
     return jac

@@ -304,3 +304,55 @@ def test_hessian_nesting_and_refusals():
         bytrev.grad(bytrev.grad(bytrev.grad(lambda s: s ** 4)))(t)
     with pytest.raises(bytrev.UnsupportedError, match="derivative made by bytrev"):
         bytrev.vjp(bytrev.grad(cubic), x)
+
+
+# --------------------------------------------------------------------------- batches of tangents
+
+def _single_float_argument(case, args):
+    """The position of the case's one differentiated argument, a float or a float array
+    (jacfwd's and hessian's arguments); skips the example otherwise (a pytree)."""
+    (i,) = case.argnums_tuple
+    a = args[i]
+    if not (type(a) is float or (isinstance(a, np.ndarray) and a.dtype.kind == "f")):
+        pytest.skip("jacfwd and hessian take a float or a float array")
+    return i
+
+
+ARRAY_OUT = [c for c in CASES if c.output == "array" and len(c.argnums_tuple) == 1]
+ONE_ARGUMENT = [c for c in SCALAR if len(c.argnums_tuple) == 1]
+
+
+@pytest.mark.parametrize("case", ARRAY_OUT, ids=case_id)
+@settings(max_examples=4, deadline=None)
+@given(data=st.data())
+def test_jacfwd_in_one_batched_run_equals_the_reverse_jacobian(case, data):
+    args = data.draw(case.strategy, label="args")
+    i = _single_float_argument(case, args)
+    got = bytrev.jacfwd(case.f, i)(*copy_tree(args))
+    want = bytrev.jacobian(case.f, i)(*copy_tree(args))
+    scale = max(1.0, float(np.max(np.abs(want), initial=0.0)))
+    np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-12 * scale)
+
+
+@pytest.mark.parametrize("case", ONE_ARGUMENT, ids=case_id)
+@settings(max_examples=3, deadline=None)
+@given(data=st.data())
+def test_batched_hessians_equal_one_column_at_a_time(case, data):
+    """bytrev.hessian pushes every unit tangent through one forward-over-reverse sweep;
+    each column must be what jvp of the gradient gives for that tangent alone."""
+    args = data.draw(case.strategy, label="args")
+    assume(no_underflow(args))
+    i = _single_float_argument(case, args)
+    H = bytrev.hessian(case.f, i)(*copy_tree(args))
+    x = args[i]
+    assert H.shape == np.shape(x) + np.shape(x)
+    g = bytrev.grad(case.f, i)
+    for k in range(max(np.size(x), 1)):
+        unit = np.zeros(np.shape(x))
+        unit.reshape(-1)[k] = 1.0
+        tangents = [None] * len(args)
+        tangents[i] = unit if isinstance(x, np.ndarray) else 1.0
+        _, column = bytrev.jvp(g, copy_tree(args), tangents)
+        got = np.reshape(H, (np.size(x), np.size(x)))[:, k]
+        scale = max(1.0, float(np.max(np.abs(column), initial=0.0)))
+        np.testing.assert_allclose(got, np.ravel(column), rtol=1e-10, atol=1e-12 * scale)
