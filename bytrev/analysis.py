@@ -82,6 +82,10 @@ class AugPlan:
     dying: list = field(default_factory=list)  # variables read by value that die here
     dying_site: Site | None = None
     revive_site: Site | None = None  # keeps the changed object when nothing else does
+    # Variables the value reads that may be elements of the target (`t = a[0]`, a row of
+    # a 2-D a): the forward run checks that they do not overlap what it changes.
+    check_value: list = field(default_factory=list)
+    check_index: list = field(default_factory=list)  # the same for the index's reads
     how: str = ""
 
 
@@ -92,6 +96,7 @@ class StoreItemPlan:
     dying: list = field(default_factory=list)
     dying_site: Site | None = None
     revive_site: Site | None = None  # keeps the changed object when nothing else does
+    check_index: list = field(default_factory=list)  # see AugPlan
     how: str = ""
 
 
@@ -602,6 +607,248 @@ def _substitute_old(e, names):
     return ir.map_expr(e, lambda x: old(x.id) if isinstance(x, ir.Name) and x.id in names else x)
 
 
+# --------------------------------------------------------------------------- aliasing
+
+# Calls whose result may share memory with their (first) argument.
+VIEW_METHODS = {"reshape", "ravel", "view", "transpose", "squeeze", "swapaxes", "diagonal",
+                "conj", "conjugate", "astype", "__array__", "item"}
+VIEW_FUNCTIONS = {"reshape", "ravel", "transpose", "squeeze", "swapaxes", "asarray",
+                  "asanyarray", "ascontiguousarray", "asfortranarray", "require",
+                  "expand_dims", "broadcast_to", "atleast_1d", "atleast_2d", "atleast_3d",
+                  "diagonal", "moveaxis", "rollaxis", "flip", "fliplr", "flipud", "rot90",
+                  "real", "imag", "broadcast_arrays", "split", "array_split", "hsplit",
+                  "vsplit", "dsplit", "matrix_transpose", "permute_dims", "conj",
+                  "conjugate"}
+
+
+def _whole_slice(index) -> bool:
+    """Whether an index may select more than one element (a slice, an array, a tuple
+    with one): then `a[index]` is a view, not an element."""
+    if isinstance(index, ir.Const):
+        return not isinstance(index.value, (int, np.integer))
+    if isinstance(index, ir.Tuple):
+        return any(_whole_slice(i) for i in index.elts)
+    return isinstance(index, ir.Slice) or not isinstance(index, (ir.Name, ir.BinOp,
+                                                                  ir.UnaryOp, ir.Call))
+
+
+class _Aliases:
+    """Which in-place updates read a value that may share memory with what they change.
+
+    A forward pass over the normal-form body tracks, per local variable, the abstract
+    objects it may refer to or share memory with: a parameter's object, an object made
+    by a statement, or an element of one (`t = a[i]`, `for t in a`: a number for a 1-D
+    array, a view of a row otherwise). Copies and views (`b = a`, `a[1:]`, `a.T`,
+    `a.reshape(...)`, and calls of user functions, which may return an argument) pass
+    objects on; arithmetic and library calls make new ones.
+
+    `verdicts` maps id(AugAssign) to ('stash', names) when the update reads a possible
+    alias of its target (undoing `a += b` by `a -= b` would read the changed b), or to
+    ('check', names) when those names may only be elements of it (checked at run time),
+    and id(statement) to ('index', names) when the target's index reads the array it
+    changes (which the backward run could no longer find)."""
+
+    def __init__(self, cx, params):
+        self.cx = cx
+        self.verdicts = {}
+        self.state = {p: frozenset({("param", p)}) for p in params}
+
+    def objects(self, e, state, sid):
+        """Abstract objects the value of `e` may be or share memory with."""
+        if isinstance(e, ir.Name):
+            return state.get(e.id, frozenset())
+        if isinstance(e, ir.Subscript):
+            inner = self.objects(e.value, state, sid)
+            if _whole_slice(e.index):
+                return inner
+            return _elements(inner)
+        if isinstance(e, ir.Attribute):
+            return self.objects(e.value, state, sid)
+        if isinstance(e, (ir.Tuple, ir.List)):
+            out = frozenset({("new", sid)})
+            for x in e.elts:
+                out |= self.objects(x, state, sid)
+            return out
+        if isinstance(e, ir.Dict):
+            out = frozenset({("new", sid)})
+            for x in e.values:
+                out |= self.objects(x, state, sid)
+            return out
+        if isinstance(e, ir.IfExp):
+            return self.objects(e.body, state, sid) | self.objects(e.orelse, state, sid)
+        if isinstance(e, ir.BoolOp):
+            out = frozenset()
+            for x in e.values:
+                out |= self.objects(x, state, sid)
+            return out
+        if isinstance(e, ir.Call):
+            func = e.func
+            if isinstance(func, ir.Attribute) and self.cx.resolve(func) is None:
+                if func.attr in VIEW_METHODS:
+                    return self.objects(func.value, state, sid) | {("new", sid)}
+                return frozenset({("new", sid)})
+            obj = self.cx.resolve(func)
+            if obj is not None and _module_of(obj).startswith(PURE_MODULES + IMPURE_MODULES) \
+                    and getattr(obj, "__name__", "") not in VIEW_FUNCTIONS \
+                    or obj in (len, abs, float, int, bool, sum, range, enumerate, zip,
+                               sorted, reversed, list, tuple, round, isinstance, divmod):
+                if obj in (list, tuple, sorted, reversed, enumerate, zip):  # of the elements
+                    out = frozenset({("new", sid)})
+                    for a in e.args:
+                        out |= _elements(self.objects(a, state, sid))
+                    return out
+                return frozenset({("new", sid)})
+            out = frozenset({("new", sid)})  # a view function, a user function, unknown
+            for a in (*e.args, *(v for _, v in e.kwargs)):
+                out |= self.objects(a, state, sid)
+            return out
+        return frozenset({("new", sid)})
+
+    @staticmethod
+    def overlap(xs, ys):
+        """'alias' when two object sets share an object, 'element' when they may only
+        through elements (t = a[0]: a number, or a row of a 2-D a), else None."""
+        if xs & ys:
+            return "alias"
+        strip = lambda s: {o[1] if o[0] == "elem" else o for o in s}
+        return "element" if strip(xs) & strip(ys) else None
+
+    def run(self, body):
+        self.block(body, self.state)
+        return self.verdicts
+
+    def block(self, stmts, state):
+        for s in stmts:
+            state = self.stmt(s, state)
+        return state
+
+    def join(self, *states):
+        out = {}
+        for st in states:
+            for k, v in st.items():
+                out[k] = out.get(k, frozenset()) | v
+        return out
+
+    def stmt(self, s, state):
+        sid = id(s)
+        if isinstance(s, (ir.Assign, ir.AugAssign)) and isinstance(s.target, ir.Subscript) \
+                or isinstance(s, ir.AugAssign):
+            self.check_update(s, state)
+            base = _base_name(s.target)
+            if base is not None and (isinstance(s.target, ir.Subscript)
+                                     or isinstance(s, ir.AugAssign)):
+                state = dict(state)  # a list may now hold the value (an array copies it)
+                state[base] = state.get(base, frozenset()) | _elements(
+                    self.objects(s.value, state, sid))
+            return state
+        if isinstance(s, (ir.Assign, ir.Return)):
+            if isinstance(s, ir.Return):
+                return state
+            state = dict(state)
+            t, v = s.target, s.value
+            if isinstance(t, ir.Name):
+                state[t.id] = self.objects(v, state, sid)
+            elif isinstance(t, ir.Tuple):
+                if isinstance(v, (ir.Tuple, ir.List)) and len(v.elts) == len(t.elts):
+                    values = [self.objects(x, state, sid) for x in v.elts]
+                else:
+                    whole = self.objects(v, state, sid)
+                    values = [whole | _elements(whole)] * len(t.elts)
+                for name, objs in zip(t.elts, values):
+                    for n in ir.target_names(name):
+                        state[n] = objs
+            return state
+        if isinstance(s, ir.If):
+            return self.join(self.block(s.body, dict(state)), self.block(s.orelse, dict(state)))
+        if isinstance(s, (ir.For, ir.While)):
+            header = dict(state)
+            seen = []
+            for _ in range(20):
+                st = dict(header)
+                if isinstance(s, ir.For):
+                    seq = self.objects(s.iter, st, sid)
+                    elems = seq | _elements(seq)
+                    for n in ir.target_names(s.target):
+                        st[n] = elems
+                end = self.block_all(s.body, st, seen)
+                new = self.join(header, end, *seen)
+                if new == header:
+                    break
+                header = new
+            else:
+                raise self.cx.error("a loop whose aliasing bytrev cannot follow", s.line)
+            return header
+        return state
+
+    def block_all(self, stmts, state, seen):
+        """Like block, collecting every intermediate state (a `break` can leave the loop
+        from any of them)."""
+        for s in stmts:
+            state = self.stmt(s, state)
+            seen.append(state)
+        return state
+
+    def check_update(self, s, state):
+        base = _base_name(s.target)
+        if base is None:
+            return
+        mine = state.get(base, frozenset())
+        verdict = {}
+        if isinstance(s.target, ir.Subscript):
+            index_reads = _index_names(s.target)
+            kinds = {n: self.overlap(state.get(n, frozenset()), mine) if n != base else "alias"
+                     for n in sorted(index_reads)}
+            alias = [n for n, k in kinds.items() if k == "alias"]
+            if alias:
+                verdict["index"] = alias
+            element = [n for n, k in kinds.items() if k == "element"]
+            if element:
+                verdict["check_index"] = element
+        if isinstance(s, ir.AugAssign):
+            reads = _content_names(s.value) - {base}
+            kinds = {n: self.overlap(state.get(n, frozenset()), mine) for n in sorted(reads)}
+            alias = [n for n, k in kinds.items() if k == "alias"]
+            element = [n for n, k in kinds.items() if k == "element"]
+            if alias:
+                verdict["stash"] = alias
+            elif element:
+                verdict["check_value"] = element
+        if verdict:
+            self.verdicts[id(s)] = verdict
+
+
+def _elements(objects):
+    return frozenset(("elem", o[1] if o[0] == "elem" else o) for o in objects)
+
+
+_SHAPE_ATTRS = {"shape", "ndim", "size", "dtype"}
+
+
+def _content_names(e) -> set:
+    """Variables whose contents `e` reads: `len(a)`, `a.shape` and the like only read
+    what an in-place change cannot change."""
+    def strip(x):
+        if isinstance(x, ir.Attribute) and x.attr in _SHAPE_ATTRS and isinstance(x.value, ir.Name):
+            return ir.Const(None)
+        if isinstance(x, ir.Call) and len(x.args) == 1 and isinstance(x.args[0], ir.Name) and (
+                isinstance(x.func, ir.Global) and x.func.id == "len" or
+                isinstance(x.func, ir.Attribute) and x.func.attr in ("shape", "ndim", "size")):
+            return ir.Const(None)
+        return x
+    return ir.names_read(ir.map_expr(e, strip))
+
+
+def _index_names(target) -> set:
+    """Variables whose contents the index expressions of a subscript target read."""
+    out = set()
+    e = target
+    while isinstance(e, (ir.Subscript, ir.Attribute)):
+        if isinstance(e, ir.Subscript):
+            out |= _content_names(e.index)
+        e = e.value
+    return out
+
+
 # --------------------------------------------------------------------------- the analysis
 
 
@@ -782,7 +1029,12 @@ class Analyzer:
             plan.dying_site = self.site((id(s), "dying"), "stash", s.line,
                                         f"`{ir.unparse(s)}` is the last use of "
                                         + ", ".join(self.show(v) for v in dying))
-        invertible = s.op in INVERSE_OP and base not in reads_value
+        verdict = self.aliases.get(id(s), {})
+        self.refuse_index_alias(s, verdict)
+        plan.check_value = verdict.get("check_value", [])
+        plan.check_index = verdict.get("check_index", [])
+        shared = verdict.get("stash", [])
+        invertible = s.op in INVERSE_OP and base not in reads_value and not shared
         if invertible:
             plan.inverse_op = INVERSE_OP[s.op]
             if s.op in ("*", "/") and not _known_nonzero(s.value):
@@ -796,6 +1048,9 @@ class Analyzer:
             plan.stash_site = self.site((id(s), "stash"), "stash", s.line,
                                         f"`{ir.unparse(s)}` has no inverse (the update reads "
                                         "what it overwrites)" if base in reads_value else
+                                        f"`{ir.unparse(s)}` has no inverse (it reads "
+                                        f"{', '.join(shared)}, which may share memory with "
+                                        f"{base})" if shared else
                                         f"`{ir.unparse(s)}` has no inverse")
             plan.how = f"stash old {ir.unparse(target)}"
         plan.revive_site = self.revive(s, base, after)
@@ -808,8 +1063,11 @@ class Analyzer:
         dying = sorted(reads - after - {base})
         site = self.site((id(s), "stash"), "stash", s.line,
                          f"`{ir.unparse(s)}` overwrites {ir.unparse(s.target)}")
+        verdict = self.aliases.get(id(s), {})
+        self.refuse_index_alias(s, verdict)
         plan = StoreItemPlan(stash_site=site, dying=dying,
-                             how=f"stash old {ir.unparse(s.target)}")
+                             how=f"stash old {ir.unparse(s.target)}",
+                             check_index=verdict.get("check_index", []))
         if dying:
             plan.dying_site = self.site((id(s), "dying"), "stash", s.line,
                                         f"`{ir.unparse(s)}` is the last use of "
@@ -817,6 +1075,15 @@ class Analyzer:
         plan.revive_site = self.revive(s, base, after)
         self.plans[id(s)] = plan
         return after | reads
+
+    def refuse_index_alias(self, s, verdict):
+        """`a[int(a[0])] += v`: the backward run would look for the changed item with the
+        changed contents."""
+        if "index" in verdict:
+            raise self.cx.error(
+                f"`{ir.unparse(s)}` (its index reads {', '.join(verdict['index'])}, which "
+                f"the statement may change)", s.line,
+                "compute the index into a variable first, e.g. i = int(a[0]); a[i] += v")
 
     def user_inverse(self, call):
         """`inverse(g)` for a call `g(x, ...)` of a pure user function that needs no tape
@@ -1007,6 +1274,7 @@ def analyze(fn: ir.Function, pyfunc=None, results: int | None = None,
     cx = Context(fn, pyfunc)
     body = normal_form(fn)
     an = Analyzer(fn, cx)
+    an.aliases = _Aliases(cx, fn.params + fn.kwonly).run(body)
     if results is None:
         names = ("$result",)
         an.result_target = ir.Tuple((ir.Name("$result"),))

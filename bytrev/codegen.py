@@ -69,6 +69,26 @@ def nonzero(v) -> bool:
     return bool(r.all()) if hasattr(r, "all") else bool(r)
 
 
+def check_disjoint(changed, values, where, text):
+    """Refuse an in-place change whose undo would read something it changes: `a[1] += t`
+    is undone by `a[1] -= t`, which needs t unchanged (`t = a[0]` is a number for a 1-D
+    a, but a row of a 2-D one, maybe the row being changed)."""
+    if not is_array(changed):
+        return
+    for v in values:
+        if not is_array(v):
+            continue
+        try:
+            shared = bool(np.may_share_memory(changed, v))
+        except Exception:
+            shared = True
+        if shared:
+            fn, filename, line = where
+            raise UnsupportedError(f"`{text}`, which reads a view of the array it changes",
+                                   function=fn, filename=filename, line=line,
+                                   hint="copy the value first, e.g. t = a[0].copy()")
+
+
 def divide_in_place(target, value):
     """Undo `target *= value` (in place for arrays, exactly for integers)."""
     if is_array(target):
@@ -371,7 +391,7 @@ class Generator:
                 out.append(ast.Assign([self.target(s.target, line)], self.expr(s.value, line)))
             return _at(out, line)
         if isinstance(s, ir.Assign):  # item store
-            out = []
+            out = self.disjoint_checks(s, plan)
             if plan.dying:
                 out.append(self.push(plan.dying_site, _tuple_of(plan.dying)))
             out.append(self.push(plan.stash_site, self.call_helper(
@@ -381,7 +401,7 @@ class Generator:
                 out.append(self.push(plan.revive_site, _name(_base_name(s.target))))
             return _at(out, line)
         if isinstance(s, ir.AugAssign):
-            out = []
+            out = self.disjoint_checks(s, plan)
             if plan.dying:
                 out.append(self.push(plan.dying_site, _tuple_of(plan.dying)))
             old = (_name(s.target.id) if isinstance(s.target, ir.Name)
@@ -432,6 +452,21 @@ class Generator:
             return _at([ast.Break()], line)
         raise UnsupportedError(f"statement {type(s).__name__}", function=self.fn.qualname,
                                filename=self.fn.filename, line=line)
+
+    def disjoint_checks(self, s, plan):
+        """Run-time checks of an in-place change whose value or index may read a view of
+        what it changes (see analysis._Aliases)."""
+        out = []
+        text = ast.Constant(ir.unparse(s))
+        where = ast.Constant((*self.where, s.line))
+        for changed, names in ((s.target, getattr(plan, "check_value", [])),
+                               (ir.Name(_base_name(s.target) or ""), plan.check_index)):
+            names = [n for n in names if n not in self.known_floats]  # floats share nothing
+            if names:
+                out.append(_expr_stmt(self.call_helper(
+                    check_disjoint, self.expr(changed, s.line),
+                    ast.Tuple([_name(n) for n in names], ast.Load()), where, text)))
+        return out
 
     def iteration(self, e):
         """A `for` loop's iterable as a tree the backward run can index:
