@@ -42,7 +42,7 @@ import types
 import numpy as np
 
 from . import rules
-from .backend import is_array
+from .backend import is_array, is_device_array
 from .errors import UnsupportedError
 
 
@@ -1126,14 +1126,16 @@ def jacfwd(f, argnums=0):
                             "or a float array")
         n = max(np.size(arg), 1)
         tangents = [None] * len(args)
-        tangents[argnums] = np.eye(n, dtype=np.result_type(arg, np.float64)).reshape(
-            (n,) + np.shape(arg))
+        eye = np.eye(n, dtype=np.result_type(arg, np.float64),  # on arg's device
+                     **({"like": arg} if is_device_array(arg) else {}))
+        tangents[argnums] = np.reshape(eye, (n,) + np.shape(arg))
         token = _BATCH.set(n)
         try:
             out, t = jvp(f, args, tangents)
         finally:
             _BATCH.reset(token)
-        t = np.broadcast_to(np.asarray(t), (n,) + np.shape(out))  # zeros: no tangent
+        t = np.broadcast_to(t if is_array(t) else np.asarray(t),  # zeros: no tangent
+                            (n,) + np.shape(out))
         return np.moveaxis(t, 0, -1).reshape(np.shape(out) + np.shape(arg))
 
     functools.update_wrapper(jac, f)

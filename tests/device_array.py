@@ -29,6 +29,9 @@ class DeviceArray(np.lib.mixins.NDArrayOperatorsMixin):
     # ---- the dispatch protocols
 
     def __array_ufunc__(self, ufunc, method, *inputs, **kwargs):
+        if any(hasattr(type(x), "__array_ufunc__") and
+               not isinstance(x, (DeviceArray, np.ndarray, np.generic)) for x in inputs):
+            return NotImplemented  # another array type (a dual array): it decides, as NumPy does
         out = kwargs.get("out")
         if out is not None:
             kwargs["out"] = tuple(_unwrap(o) for o in out)

@@ -107,6 +107,44 @@ def test_gradient_on_device_arrays_equals_numpy(backend, case, data):
     assert_close(backend.on_host(passed), args, "arguments after the gradient")
 
 
+def ones_tangents(args):
+    """A tangent of ones for every float array argument, None for the rest."""
+    return tuple(np.ones_like(a) if isinstance(a, np.ndarray) and a.dtype.kind == "f" else None
+                 for a in args)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("case", grad_corpus.CASES, ids=lambda c: c.name)
+@settings(max_examples=3, deadline=None)
+@given(data=st.data())
+def test_forward_mode_on_device_arrays_equals_numpy(backend, case, data):
+    args = data.draw(case.strategy, label="args")
+    if not has_arrays(args) or not runs_on_device(backend, case.f, grad_corpus.copy_tree(args)):
+        return
+    want = bytrev.jvp(case.f, grad_corpus.copy_tree(args), ones_tangents(args))
+    got = bytrev.jvp(case.f, backend.to_device(args),
+                     backend.to_device(ones_tangents(args)))
+    assert_close(backend.on_host(got), want, "value and tangent")
+
+
+ARRAY_HESSIANS = [c for c in GRAD_CASES if isinstance(c.argnums, int)]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+@pytest.mark.parametrize("case", ARRAY_HESSIANS, ids=lambda c: c.name)
+@settings(max_examples=2, deadline=None)
+@given(data=st.data())
+def test_hessian_on_device_arrays_equals_numpy(backend, case, data):
+    args = data.draw(case.strategy, label="args")
+    x = args[case.argnums]
+    if not (isinstance(x, np.ndarray) and x.dtype.kind == "f") or \
+            not runs_on_device(backend, case.f, grad_corpus.copy_tree(args)):
+        return
+    want = bytrev.hessian(case.f, case.argnums)(*grad_corpus.copy_tree(args))
+    got = bytrev.hessian(case.f, case.argnums)(*backend.to_device(args))
+    assert_close(backend.on_host(got), want, "Hessian")
+
+
 @pytest.mark.parametrize("backend", BACKENDS)
 @pytest.mark.parametrize("case", CORPUS, ids=lambda c: c.name)
 @settings(max_examples=5, deadline=None)
