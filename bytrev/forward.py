@@ -608,18 +608,20 @@ def _dot_tangents(cotangents, tangents):
     return total
 
 
+# (np.sum, np.mean, np.reshape, np.ravel, np.transpose and np.matmul have batched rules
+# below.)
 _LINEAR = {id(f) for f in (
-    np.sum, np.mean, np.cumsum, np.reshape, np.ravel, np.squeeze, np.expand_dims, np.copy,
+    np.cumsum, np.squeeze, np.expand_dims, np.copy,
     np.ascontiguousarray, np.asfortranarray, np.real, np.array, np.asarray, np.asanyarray,
-    np.atleast_1d, np.atleast_2d, np.atleast_3d, np.transpose, np.swapaxes, np.moveaxis,
+    np.atleast_1d, np.atleast_2d, np.atleast_3d, np.swapaxes, np.moveaxis,
     np.broadcast_to, np.roll, np.flip, np.fliplr, np.flipud, np.tril, np.triu, np.rot90,
     np.diagonal, np.trace, np.diag, np.take, np.repeat, np.tile, np.concatenate, np.stack,
     np.vstack, np.hstack, np.dstack, np.column_stack, np.split, np.array_split, np.hsplit,
     np.vsplit, np.dsplit, np.take_along_axis, np.float64, np.float32,
     builtins.float, builtins.sum, math.fsum, np.negative, np.positive, np.conjugate)}
 _MULTILINEAR = {id(f) for f in (
-    np.dot, np.matmul, np.outer, np.inner, np.vdot, np.tensordot, np.kron, np.einsum,
-    np.cross, getattr(np.linalg, "matmul", np.matmul))}
+    np.dot, np.outer, np.inner, np.vdot, np.tensordot, np.kron, np.einsum, np.cross,
+    getattr(np.linalg, "matmul", np.dot))}
 
 
 # Batched forms of the commonest linear and bilinear functions (in a batch the others
