@@ -28,6 +28,14 @@ applied to the tangents; multilinear ones (dot, matmul, einsum, ...) by the prod
 rule; a few others by hand; and any remaining callable with a reverse rule through it:
 one VJP per element of the result gives the Jacobian's rows (exact, but slow for large
 results; `defjvp` registers a direct rule).
+
+Batches: `jacfwd` (and so `hessian`) runs f once with all n unit tangents at once; every
+tangent then has a leading axis of length n. Rules marked `batched` handle that axis
+(elementwise ones by aligning it, reductions and reshapes by shifting their axes,
+indexing by putting it first); the others run once per tangent of the batch.
+
+Hessians are forward over reverse: `bytrev.gradient` runs its reverse sweep on dual
+numbers, compiled against `DualNamespace` (see `namespace_of`, `carries_duals`).
 """
 from __future__ import annotations
 
