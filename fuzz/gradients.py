@@ -221,10 +221,9 @@ def _stmt(r, scope, depth, returns):
     if c < 0.85:
         return [f"{target} = {_assigned_array(r, scope)}"]
     if c < 0.86 and {"a", "b"} <= set(scope.arrays):
-        # Refused (UnsupportedError) where a or b is differentiated and changed in place.
-        # Known bug: `b = a` is not generated, as the reversible form undoes `a += b` by
-        # `a -= b` when b is a (all zeros) where a is not differentiated.
-        return ["a, b = b, a"]
+        # Refused (UnsupportedError) where a or b is differentiated and changed in place;
+        # otherwise an update of one that reads the other is undone from a stash.
+        return [r.choice(["a, b = b, a", "b = a", "b = a[::-1]", "b = a.reshape(-1)"])]
     return [f"{v} = {_squashed_float(r, scope)}"]
 
 

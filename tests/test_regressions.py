@@ -59,7 +59,31 @@ def iterable_rebound_in_loop(x, y):
     return x
 
 
+def update_by_an_alias(x, a):
+    # b is a: `a += b` doubles a, and its undo `a -= b` read the doubled a (zeros).
+    b = a
+    a += b
+    return x * 2.0
+
+
+def update_by_a_view(x, a):
+    # The same through a view of a.
+    b = a[::-1]
+    a += b * 0.5
+    return x * np.sum(a)
+
+
+def update_by_a_row(x, a):
+    # t is a number for a 1-D a (fine) and a row of a 2-D one (refused at run time).
+    t = a[0]
+    a += t
+    return x * np.sum(a)
+
+
 CASES = [
+    (update_by_an_alias, (0.5, np.array([1.0, 2.0, 3.0]))),
+    (update_by_a_view, (0.5, np.array([1.0, 2.0, 3.0]))),
+    (update_by_a_row, (0.5, np.array([1.0, 2.0, 3.0]))),
     (dead_copy_then_overwrite, (0.3, 1.7)),
     (loop_target_rebound, (0.3, 0.4)),
     (loop_target_rebound, (0.3, 0.9)),
@@ -90,6 +114,29 @@ def test_a_parameter_overwritten_before_use_is_not_invertible():
         bytrev.inverse(dead_copy_then_overwrite)
     line = dead_copy_then_overwrite.__code__.co_firstlineno + 3
     assert f"line {line}: `x = x` overwrites x and has no inverse" in str(e.value)
+
+
+def test_gradient_of_a_function_that_updates_an_array_by_an_alias():
+    # a is not differentiated, but the sweep restores it: it used to zero the caller's a.
+    a = np.array([1.0, 2.0, 3.0])
+    assert bytrev.grad(update_by_an_alias)(0.5, a) == 2.0
+    np.testing.assert_array_equal(a, [1.0, 2.0, 3.0])
+
+
+def test_an_update_by_a_row_of_the_array_is_refused():
+    a = np.array([[1.0, 2.0], [3.0, 4.0]])
+    with pytest.raises(bytrev.UnsupportedError, match="reads a view of the array it changes"):
+        bytrev.reversible(update_by_a_row).forward(0.5, a)
+
+
+def test_an_index_that_reads_the_array_changed_is_refused():
+    # The backward run would find the item through the changed contents.
+    def f(x, a):
+        a[int(a[0])] += 1.0
+        return x
+
+    with pytest.raises(bytrev.UnsupportedError, match="its index reads a"):
+        bytrev.reversible(f)
 
 
 def test_dividing_back_is_floor_division_only_for_integers():
