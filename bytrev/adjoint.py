@@ -521,7 +521,7 @@ class GradGenerator(Generator):
         # A dead store (nothing reads the targets later) passes no gradient on, and the
         # backward run has neither the targets' values nor, maybe, those it reads.
         if not any(t in self.active for t in targets) or _dead_store(plan):
-            return self.backward_assign(plan, s.line)
+            return self.backward_assign(s, plan)
         elements = None
         if len(targets) == 1:
             elements = [value]
@@ -532,7 +532,7 @@ class GradGenerator(Generator):
         out, values = [], {}
         if elements is not None and plan.recover:
             plan = self.share_with_undo(plan, elements, set(targets), env, out, values)
-        undo = self.backward_assign(plan, s.line)
+        undo = self.backward_assign(s, plan)
         # The value of a single target is the statement's result: keep it for rules that
         # use it (exp, tanh, ...) rather than recomputing it after the undo. A target that
         # nothing reads later (`u = u / v` as u's last value) has no value in the backward
@@ -1115,9 +1115,7 @@ class GradGenerator(Generator):
         """Compile `gradient(T, seed, result, *held)` → (params, adjoints of params,
         adjoints of the differentiated closure cells)."""
         an = self.an
-        body = [_assign(f"_br_p{s.index}", ast.Attribute(
-            ast.Subscript(ast.Name("_br_T", ast.Load()), ast.Constant(s.index), ast.Load()),
-            "pop", ast.Load())) for s in an.sites]
+        body = self.backward_prologue()
         for v in sorted(self.active | {"$free:" + f for f in self.free_inputs}):
             body.append(ast.Assign([ast.Name(self.adj(v), ast.Store())], self.zero(v)))
         for v in sorted(self.accumulators):

@@ -49,10 +49,16 @@ class Site:
     kind: str
     line: int
     text: str  # why it is needed, for people
-    conditional: bool = False  # written only when a run-time guard fails (a zero factor)
+    # Written only when a run-time check fails (a zero factor, a value whose type or shape
+    # the inverse would not give back), or, for a `checks` bit, when the argument types
+    # do not settle the check.
+    conditional: bool = False
     # A bit site written into a bitmap, one byte per iteration of the enclosing `for` loop,
     # that is appended once the loop ends (see Analyzer.bitmap_branches).
     bitmap: bool = False
+    # A count site of a run-time check (AssignPlan.checks): the executions, numbered from
+    # 1, at which the check failed, then the number of executions; empty when none failed.
+    failures: bool = False
 
 
 @dataclass
@@ -64,11 +70,22 @@ class AssignPlan:
     the backward run where names refer to values after the statement and `("$old", v)`
     leaves (ir.Name('\\0v')) to already recovered old values. `guarded` maps a recovered
     var to the guard expressions that must be nonzero for its inverse to hold, and to the
-    site that stashes it when one is zero. `stash` are variables stashed outright."""
+    site that stashes it when one is zero. `stash` are variables stashed outright.
+
+    `checks` maps each recovered var to (the target it is recovered from, the element's
+    indices when the target is a tuple display, a failures site, a stash site): an
+    inverse gives back a value of the target's type and shape, so `b = a * y` undone by
+    `y = b / a` would turn a number y into an array when a is one. Unless the argument
+    types prove that the old value and the target's new one are of one type (two Python
+    floats), the forward run checks that they are (and that the guards hold); where not,
+    it notes which execution failed and stashes the old value. The tape stays empty
+    while every check passes."""
     stash: list = field(default_factory=list)
     stash_site: Site | None = None
     recover: list = field(default_factory=list)
     guards: dict = field(default_factory=dict)  # var -> (list[Expr] guards, Site)
+    # var -> (target, indices of the element in the target's tuple, failures Site, stash Site)
+    checks: dict = field(default_factory=dict)
     how: str = ""
 
 
@@ -78,6 +95,9 @@ class AugPlan:
     inverse_op: str | None  # e.g. '-' for '+='; None when stashed
     guard: ir.Expr | None = None  # must be nonzero for the inverse (stash site when not)
     guard_site: Site | None = None
+    # (failures Site, stash Site) for a variable target: `x += a` rebinds a number x to an
+    # array when a is one; checked as AssignPlan.checks.
+    check: tuple | None = None
     stash_site: Site | None = None  # stashes a copy of the old target value
     dying: list = field(default_factory=list)  # variables read by value that die here
     dying_site: Site | None = None
@@ -103,6 +123,10 @@ class StoreItemPlan:
 @dataclass
 class IfPlan:
     bit_site: Site | None  # None: the condition is re-evaluated in the backward run
+    # Set when the bit is there only because the condition reads these variables, which
+    # the backward run restores by inverses, approximately for floats (see _Approximate):
+    # where the types show them to be integers, the condition is re-evaluated after all.
+    approximate: list = field(default_factory=list)
     keep_body: list = field(default_factory=list)  # stashed on entry to the `if` arm
     keep_orelse: list = field(default_factory=list)
     keep_body_site: Site | None = None
@@ -575,6 +599,17 @@ def invert(e, name, acc, guards, user_inverse=lambda call: None):
     return None
 
 
+def _display_path(e, var):
+    """(the indices leading through tuple and list displays in `e` to the element that
+    reads `var`, that element): `(x * 2, y)` gives ((0,), x * 2) for x."""
+    path = []
+    while isinstance(e, (ir.Tuple, ir.List)):
+        i = next(i for i, x in enumerate(e.elts) if occurrences(x, var))
+        path.append(i)
+        e = e.elts[i]
+    return tuple(path), e
+
+
 def exact_divide(y, c):
     """Undo `x * c`: floor division when both are integers (Python, NumPy scalars or
     integer arrays), so integer programs come back exactly; true division otherwise."""
@@ -967,14 +1002,19 @@ class Analyzer:
                     found = self.recover(s, var, targets, elements, tset, lost, after, allowed)
                     if found is None:
                         continue
-                    expr, guards, olds = found
+                    expr, guards, olds, source, element = found
                     plan.recover.append((var, expr))
+                    stash_site = None
                     if guards:
-                        site = self.site((id(s), "guard", var), "stash", s.line,
-                                         f"`{ir.unparse(s)}`: old {self.show(var)} is kept when "
-                                         f"a factor is zero at run time")
-                        site.conditional = True
-                        plan.guards[var] = (guards, site)
+                        stash_site = self.site((id(s), "guard", var), "stash", s.line,
+                                               f"`{ir.unparse(s)}`: old {self.show(var)} is "
+                                               f"kept when a factor is zero at run time")
+                        stash_site.conditional = True
+                        plan.guards[var] = (guards, stash_site)
+                    path, inner = _display_path(element, var)
+                    if inner != ir.Name(var):  # (a copy gives back the very object)
+                        plan.checks[var] = (source, path,
+                                            *self.kind_check(s, var, source, stash_site))
                     recovered.add(var)
                     pinned |= olds - recovered
                     progress = True
@@ -1014,8 +1054,22 @@ class Analyzer:
             olds = {n.id[1:] for g in [expr, *guards] for n in ir.walk(g)
                     if isinstance(n, ir.Name) and n.id.startswith("\0")}
             if olds <= allowed:
-                return expr, [g for g in guards if not _known_nonzero(g)], olds
+                return expr, [g for g in guards if not _known_nonzero(g)], olds, tname, elt
         return None
+
+    def kind_check(self, s, var, source, stash_site=None):
+        """The (failures site, stash site) of the run-time check that `var`'s old value
+        and the new value of `source` it is recovered from are of one type and shape."""
+        what = (f"`{ir.unparse(s)}`: old {self.show(var)} differs in type or shape from "
+                f"{self.show(source)}")
+        failures = self.site((id(s), "kind", var), "count", s.line,
+                             what + ": which executions")
+        failures.conditional = failures.failures = True
+        if stash_site is None:
+            stash_site = self.site((id(s), "kind stash", var), "stash", s.line,
+                                   what + ": its old value")
+            stash_site.conditional = True
+        return failures, stash_site
 
     def aug_assign(self, s, after):
         reads_value = ir.names_read(s.value)
@@ -1043,6 +1097,8 @@ class Analyzer:
                                             f"`{ir.unparse(s)}`: the old value is kept when "
                                             "the factor is zero at run time")
                 plan.guard_site.conditional = True
+            if isinstance(target, ir.Name):
+                plan.check = self.kind_check(s, base, base, plan.guard_site)
             plan.how = f"inverse: {ir.unparse(target)} {plan.inverse_op}= {ir.unparse(s.value)}"
         else:
             plan.stash_site = self.site((id(s), "stash"), "stash", s.line,
@@ -1284,6 +1340,7 @@ def analyze(fn: ir.Function, pyfunc=None, results: int | None = None,
     held = tuple(held or ())
     end = set(names) | set(held)
     need = an.block(body, end, set())
+    _Approximate(an).block(body, set())
     # Parameters whose values the body never reads (or overwrites before reading) cannot
     # be recovered by running it backwards: keep them.
     entry_keep = [p for p in fn.params + fn.kwonly if p not in need and p not in held]
@@ -1303,6 +1360,76 @@ def analyze(fn: ir.Function, pyfunc=None, results: int | None = None,
                     entry_keep=entry_keep, entry_site=entry_site, context=cx)
 
 
+def plan_sites(plan):
+    """The sites a plan writes, including those inside its `guards` and `checks`."""
+    def sites(v):
+        if isinstance(v, Site):
+            yield v
+        elif isinstance(v, (tuple, list)):
+            for x in v:
+                yield from sites(x)
+        elif isinstance(v, dict):
+            for x in v.values():
+                yield from sites(x)
+    return list(sites(list(vars(plan).values())))
+
+
+class _Approximate:
+    """Which variables the backward run restores by an inverse, hence only approximately
+    for floats: `x = x * 0.7 + 0.1` undone by `x = (x - 0.1) / 0.7` may be one ulp off.
+    A branch whose condition reads such a value cannot be trusted to take the same arm
+    backwards (`x > t` with x one ulp above t): it records its bit after all.
+
+    A backward walk over the planned body, as the backward run goes: each statement maps
+    the set of approximate variables after it to the set before it."""
+
+    def __init__(self, an: Analyzer):
+        self.an = an
+
+    def block(self, stmts, after):
+        for s in reversed(stmts):
+            after = self.stmt(s, after)
+        return after
+
+    def stmt(self, s, after):
+        plan = self.an.plans.get(id(s))
+        if isinstance(plan, AssignPlan):
+            before = set(after) - (assigned([s]) if isinstance(s, ir.Assign) else set()) \
+                - set(plan.stash)
+            for var, e in plan.recover:
+                exact = isinstance(e, ir.Name) and not e.id.startswith("\0") \
+                    and e.id not in after  # a copy of an exact value
+                (before.discard if exact else before.add)(var)
+            return before
+        if isinstance(plan, AugPlan):
+            base = _base_name(s.target)
+            if plan.inverse_op is not None:
+                return set(after) | {base}
+            return set(after) - {base} if isinstance(s.target, ir.Name) else set(after)
+        if isinstance(s, ir.If):
+            before = self.block(s.body, after) | self.block(s.orelse, after)
+            shaky = sorted(ir.names_read(s.test) & before)
+            if plan.bit_site is None and shaky:
+                plan.approximate = shaky
+                plan.bit_site = self.an.site(
+                    (id(s), "approximate"), "bit", s.line,
+                    f"the branch on `{ir.unparse(s.test)}` reads "
+                    f"{', '.join(self.an.show(v) for v in shaky)}, which the backward run "
+                    "restores by an inverse (approximately, for floats)")
+                plan.bit_site.conditional = True  # the inverse re-evaluates it
+                plan.how = "1 bit per execution unless integers"
+            return before
+        if isinstance(s, (ir.For, ir.While)):
+            targets = ir.target_names(s.target) if isinstance(s, ir.For) else set()
+            header = set(after)
+            while True:  # the sets only grow: a fixpoint
+                new = header | (self.block(s.body, header) - targets)
+                if new == header:
+                    return header
+                header = new
+        return set(after)
+
+
 def _used_sites(plans, body):
     used = set()
 
@@ -1310,12 +1437,7 @@ def _used_sites(plans, body):
         for s in stmts:
             p = plans.get(id(s))
             if p is not None:
-                for v in vars(p).values():
-                    if isinstance(v, Site):
-                        used.add(v.index)
-                    elif isinstance(v, dict):
-                        for g in v.values():
-                            used.add(g[1].index)
+                used.update(site.index for site in plan_sites(p))
             for attr in ("body", "orelse"):
                 visit(getattr(s, attr, []))
 

@@ -53,7 +53,7 @@ class Reversible:
         rebound = assigned(self.ir.body)
         held = tuple(p for p in params if p not in rebound)
         self.analysis = analyze(self.ir, f, results=None, held=held)
-        self._forward, self._backward, self.module = generate(self.analysis, f)
+        self.module = generate(self.analysis, f)[2]  # (also refuses what codegen cannot do)
         self._signature = inspect.signature(f)
         self._held_index = [params.index(h) for h in held]
         self._sites = self.analysis.sites
@@ -69,12 +69,14 @@ class Reversible:
     def forward(self, *args, **kwargs):
         """Run `f(*args, **kwargs)`; return `(result, tape)`."""
         values = self._bind(args, kwargs)
-        result, containers, float_sites = self.record(values)
-        return result, Tape(self, self._sites, containers, values, float_sites)
+        result, containers, run = self.record(values)
+        return result, Tape(self, self._sites, containers, values, run.float_sites,
+                            run.backward)
 
     def record(self, values):
         """Run the forward sweep on bound argument values; return (result, one
-        container per tape site as the sweep filled it, the sites holding only floats).
+        container per tape site as the sweep filled it, the forward run used: its
+        `float_sites` are the sites holding only floats, its `backward` reads its tape).
         The gradient consumes the containers at once; `forward` packs them into a Tape."""
         if self._changes_in_place:
             _refuse_aliased_arrays(self.ir, values)
@@ -82,25 +84,28 @@ class Reversible:
         containers = [array("d") if s.kind == "stash" and s.index not in forward.float_sites
                       else [] for s in self._sites]
         result = forward(containers, *values)
-        return result, containers, forward.float_sites
+        return result, containers, forward
 
     def _forward_for(self, values):
-        """The forward run specialised to the arguments' scalar types: where a stashed
-        value is provably a Python float it goes to the tape without a type check."""
+        """The forward run specialised to the arguments' types (scalars.FloatVars): where
+        a stashed value is provably a Python float it goes to the tape without a type
+        check, and an inverse that the types prove to give back the old value's type
+        needs no run-time check (codegen.Generator.checked). The gradient sweep makes the
+        same decisions from the same types."""
         duals = forward_mode.carries_duals(values)
-        key = (tuple(map(type, values)), duals)
+        types = tuple(scalars.type_name(v) for v in values)
+        key = (tuple(map(type, values)), types, duals)
         forward = self._specialised.get(key)
-        if forward is None and duals:  # forward over reverse: f's globals for dual numbers
-            forward = generate(self.analysis, self.function,
-                               namespace=forward_mode.namespace_of(self.function.__globals__))[0]
-            self._specialised[key] = forward
         if forward is None:
-            types = [scalars.type_name(v) for v in values]
-            if "float" not in types or len(self._specialised) >= 32:
-                return self._forward
+            if len(self._specialised) >= 32:
+                self._specialised.clear()
             floats = scalars.FloatVars(self.analysis.body, self.analysis.params, types,
                                        self.analysis.context)
-            forward = generate(self.analysis, self.function, floats=floats)[0]
+            # Forward over reverse: f's globals for dual numbers.
+            namespace = forward_mode.namespace_of(self.function.__globals__) if duals else None
+            forward, backward, _ = generate(self.analysis, self.function, floats=floats,
+                                            namespace=namespace)
+            forward.backward = backward
             self._specialised[key] = forward
         return forward
 
@@ -109,8 +114,10 @@ class Reversible:
         forward call as a tuple, one value per parameter in signature order."""
         containers = tape.containers_for_backward(self)
         held = [tape.args[i] for i in self._held_index]
-        restored = list(_run_backward(self.ir, self._backward, containers, result, *held))
+        restored = list(_run_backward(self.ir, tape.backward_run, containers, result, *held))
         for i, (original, value) in enumerate(zip(tape.args, restored)):
+            if type(original) is float and type(value) is not float:
+                restored[i] = float(value)  # a NumPy float64 of the same value (same_kind)
             # A changed array comes back into the object the caller passed.
             if is_array(original) and value is not original and \
                     is_array(value) and value.shape == original.shape:

@@ -20,6 +20,7 @@ from . import ir
 from .analysis import (Analysis, AssignPlan, current_values, user_function_effects,
                        _base_name)
 from .backend import is_array
+from .scalars import REALS
 from .errors import NotInvertibleError, ReversalError, UnsupportedError
 
 # --------------------------------------------------------------------------- runtime helpers
@@ -67,6 +68,19 @@ def nonzero(v) -> bool:
         return v != 0
     r = v != 0
     return bool(r.all()) if hasattr(r, "all") else bool(r)
+
+
+_REALS = (float, np.float64)  # one arithmetic: the backward run gives floats back as floats
+
+
+def same_kind(old, new) -> bool:
+    """Whether an inverse, which gives back a value like `new`, can give back `old`: one
+    type (a Python float and a NumPy float64 count as one) and, for arrays, one shape
+    and dtype."""
+    if type(old) is not type(new):
+        return type(old) in _REALS and type(new) in _REALS
+    shape = getattr(old, "shape", None)
+    return shape is None or (shape == new.shape and old.dtype == new.dtype)
 
 
 def check_disjoint(changed, values, where, text):
@@ -379,16 +393,37 @@ class Generator:
         self.known_floats = self.floats.floats_before.get(id(s), frozenset()) \
             if self.floats else frozenset()
         if isinstance(s, (ir.Assign, ir.Return)) and isinstance(plan, AssignPlan):
-            out = []
-            for var, (guards, site) in plan.guards.items():
-                test = self.all_nonzero([current_values(g) for g in guards], line)
-                out.append(ast.If(ast.UnaryOp(ast.Not(), test), [self.push(site, _name(var))], []))
+            out, checks = [], []
+            for var, _ in plan.recover:
+                if var not in plan.guards and var not in plan.checks:
+                    continue
+                guards, stash_site = plan.guards.get(var, (None, None))
+                test = self.all_nonzero([current_values(g) for g in guards], line) \
+                    if guards else None
+                if var in plan.checks and self.checked(s, var, *plan.checks[var][:2]):
+                    source, path, bit_site, stash_site = plan.checks[var]
+                    old = self.fresh("o")
+                    out.append(_assign(old, _name(var)))
+                    if test is not None:
+                        out.append(_assign(old + "g", test))
+                    checks.append((old, source, path, bit_site, stash_site, test is not None,
+                                   False))
+                elif test is not None:
+                    out.append(ast.If(ast.UnaryOp(ast.Not(), test),
+                                      [self.push(stash_site, _name(var))], []))
             if plan.stash:
                 out.append(self.push(plan.stash_site, _tuple_of(plan.stash)))
+            value = self.expr(s.value, line)
             if isinstance(s, ir.Return):
-                out.append(ast.Return(self.expr(s.value, line)))
+                finish = self.finish_checks()
+                if checks or finish:
+                    out.append(_assign("_br_r", value))
+                    value = ast.Name("_br_r", ast.Load())
+                out += self.record_checks(checks, {"$result": value}) + finish
+                out.append(ast.Return(value))
             else:
-                out.append(ast.Assign([self.target(s.target, line)], self.expr(s.value, line)))
+                out.append(ast.Assign([self.target(s.target, line)], value))
+                out += self.record_checks(checks, {})
             return _at(out, line)
         if isinstance(s, ir.Assign):  # item store
             out = self.disjoint_checks(s, plan)
@@ -407,13 +442,24 @@ class Generator:
             old = (_name(s.target.id) if isinstance(s.target, ir.Name)
                    and s.target.id in self.known_floats
                    else self.call_helper(copy_value, self.expr(s.target, line)))
+            checks = []
+            if plan.check and self.checked(s, s.target.id, s.target.id, (), in_place=True):
+                name = self.fresh("o")
+                out.append(_assign(name, _name(s.target.id)))
+                checks.append((name, s.target.id, (), *plan.check, plan.guard is not None,
+                               True))
             if plan.guard is not None:
-                out.append(ast.If(ast.UnaryOp(ast.Not(), self.call_helper(
-                    nonzero, self.expr(plan.guard, line))), [self.push(plan.guard_site, old)], []))
+                test = self.call_helper(nonzero, self.expr(plan.guard, line))
+                if checks:
+                    out.append(_assign(checks[0][0] + "g", test))
+                    test = ast.Name(checks[0][0] + "g", ast.Load())
+                out.append(ast.If(ast.UnaryOp(ast.Not(), test),
+                                  [self.push(plan.guard_site, old)], []))
             if plan.stash_site:
                 out.append(self.push(plan.stash_site, old))
             out.append(ast.AugAssign(self.target(s.target, line), ir.binop_ast(s.op),
                                      self.expr(s.value, line)))
+            out += self.record_checks(checks, {})
             if plan.revive_site:
                 out.append(self.push(plan.revive_site, _name(_base_name(s.target))))
             return _at(out, line)
@@ -424,12 +470,13 @@ class Generator:
             known = self.known_floats
             for bit, arm, keep, site in ((1, s.body, plan.keep_body, plan.keep_body_site),
                                          (0, s.orelse, plan.keep_orelse, plan.keep_orelse_site)):
-                if plan.bit_site and plan.bit_site.bitmap:
+                bit_site = self.branch_bit(s, plan)
+                if bit_site and bit_site.bitmap:
                     bitmap, position = self.bitmaps[id(s)]
                     pre = [ast.Assign([ast.Subscript(bitmap, position, ast.Store())],
                                       ast.Constant(1))] if bit else []
                 else:
-                    pre = [self.push(plan.bit_site, ast.Constant(bit))] if plan.bit_site else []
+                    pre = [self.push(bit_site, ast.Constant(bit))] if bit_site else []
                 self.known_floats = known  # keeps are taken on entry to the arm
                 if keep:
                     pre += self.push_vars(site, keep)
@@ -452,6 +499,100 @@ class Generator:
             return _at([ast.Break()], line)
         raise UnsupportedError(f"statement {type(s).__name__}", function=self.fn.qualname,
                                filename=self.fn.filename, line=line)
+
+    def checked(self, s, var, source, path, in_place=False) -> bool:
+        """Whether the forward run checks that old `var` and the new value of `source`
+        (its element at `path`) are of one type and shape (see AssignPlan.checks): not
+        where the argument types prove it, nor in the inverse, which has no tape to record
+        the answer on."""
+        if self.invert_mode:
+            return False
+        if self.floats is None:
+            return True
+        env = self.floats.env_before.get(id(s), {})
+        before = env.get(var)
+        if isinstance(s, ir.Return) or path:
+            element = s.value
+            if isinstance(s, ir.Assign) and isinstance(s.target, ir.Tuple):
+                element = element.elts[[t.id for t in s.target.elts].index(source)]
+            for i in path:
+                element = element.elts[i]
+            after = self.floats.type(element, env)
+        else:
+            after = self.floats.env_after.get(id(s), {}).get(source)
+        if in_place and before is not None and before.startswith("f64["):
+            return False  # an in-place update keeps an array's type and shape
+        return not (before == after == "int" or (before in REALS and after in REALS))
+
+    def branch_bit(self, s, plan):
+        """The bit site of a branch, or None where its condition is re-evaluated: also
+        where it reads restored values (IfPlan.approximate) that the types show to be
+        integers, which inverses restore exactly, and in the inverse, which has no tape."""
+        if plan.approximate and (self.invert_mode or self.floats is not None and all(
+                self.floats.env_before.get(id(s), {}).get(v) == "int"
+                for v in plan.approximate)):
+            return None
+        return plan.bit_site
+
+    def record_checks(self, checks, values):
+        """After the statement: per check, whether the inverse applies (the old value is
+        of the new one's type and shape, and its guards held). Where not, the execution's
+        number goes to the failures site and the old value to the stash (unless it went
+        there before the statement, a copy of an array changed in place, when a guard
+        failed: `kept`)."""
+        out = []
+        for old, source, path, failures, stash_site, guarded, kept in checks:
+            new = values.get(source) or _name(source)
+            for i in path:
+                new = ast.Subscript(new, ast.Constant(i), ast.Load())
+            same = self.call_helper(same_kind, ast.Name(old, ast.Load()), new)
+            guard = ast.Name(old + "g", ast.Load())
+            count = ast.Name(f"_br_count{failures.index}", ast.Load())
+            out.append(ast.AugAssign(ast.Name(count.id, ast.Store()), ast.Add(), ast.Constant(1)))
+            keep = [self.push(stash_site, ast.Name(old, ast.Load()))]
+            out.append(ast.If(ast.UnaryOp(ast.Not(), ast.BoolOp(ast.And(), [guard, same])
+                                          if guarded else same),
+                              [self.push(failures, count)]
+                              + ([ast.If(guard, keep, [])] if guarded and kept else keep), []))
+        return out
+
+    def failed_check(self, failures):
+        """In the backward run: whether this execution's check failed (`_br_count` counts the
+        executions down, `_br_fails` holds the failed ones, the last on top)."""
+        t, c = f"_br_fails{failures.index}", f"_br_count{failures.index}"
+        return ast.BoolOp(ast.And(), [
+            ast.Name(t, ast.Load()),
+            ast.Compare(ast.Subscript(ast.Name(t, ast.Load()), ast.Constant(-1), ast.Load()),
+                        [ast.Eq()], [ast.Name(c, ast.Load())]),
+            ast.Call(ast.Attribute(ast.Name(t, ast.Load()), "pop", ast.Load()), [], [])])
+
+    @staticmethod
+    def count_down(failures):
+        return ast.AugAssign(ast.Name(f"_br_count{failures.index}", ast.Store()), ast.Sub(),
+                             ast.Constant(1))
+
+    def failures_sites(self):
+        return [] if self.invert_mode else [s for s in self.an.sites if s.failures]
+
+    def finish_checks(self):
+        """Before the forward run returns: a failures site that holds failed executions
+        gets the number of executions too, for the backward run to count down from."""
+        return [ast.If(ast.Name(f"_br_s{s.index}", ast.Load()), [self.push(
+            s, ast.Name(f"_br_count{s.index}", ast.Load()))], []) for s in self.failures_sites()]
+
+    def backward_prologue(self):
+        """The backward run's access to the tape: a pop per site; for failures sites the
+        list itself and the number of executions."""
+        out = []
+        for s in self.an.sites:
+            container = ast.Subscript(ast.Name("_br_T", ast.Load()), ast.Constant(s.index),
+                                      ast.Load())
+            out.append(_assign(f"_br_p{s.index}", ast.Attribute(container, "pop", ast.Load())))
+            if s.failures:
+                out.append(_assign(f"_br_fails{s.index}", container))
+                out.append(_assign(f"_br_count{s.index}", ast.IfExp(
+                    container, self.pop(s), ast.Constant(0))))
+        return out
 
     def disjoint_checks(self, s, plan):
         """Run-time checks of an in-place change whose value or index may read a view of
@@ -583,7 +724,7 @@ class Generator:
         plan = self.an.plans.get(id(s))
         line = s.line
         if isinstance(s, (ir.Assign, ir.Return)) and isinstance(plan, AssignPlan):
-            return _at(self.backward_assign(plan, line), line)
+            return _at(self.backward_assign(s, plan), line)
         if isinstance(s, ir.Assign):  # item store
             out = self.backward_in_place_records(s, plan)
             out.append(ast.Assign([self.target(s.target, line)], self.read(plan.stash_site)))
@@ -593,7 +734,8 @@ class Generator:
         if isinstance(s, (ir.ExprStmt, ir.Break)):
             return []
         if isinstance(s, ir.If):
-            test = self.read(plan.bit_site) if plan.bit_site else self.expr(s.test, line)
+            bit_site = self.branch_bit(s, plan)
+            test = self.read(bit_site) if bit_site else self.expr(s.test, line)
             arms = []
             for arm, keep, site in ((s.body, plan.keep_body, plan.keep_body_site),
                                     (s.orelse, plan.keep_orelse, plan.keep_orelse_site)):
@@ -622,8 +764,9 @@ class Generator:
             return [_expr_stmt(self.fail(site))]
         return self.pop_vars(site, names)
 
-    def backward_assign(self, plan, line):
+    def backward_assign(self, s, plan):
         out = []
+        line = s.line
         lost = [v for v, _ in plan.recover] + list(plan.stash)
         if not lost:
             return out
@@ -632,11 +775,19 @@ class Generator:
             target = (ast.Name(olds[0], ast.Store()) if len(olds) == 1 else
                       ast.Tuple([ast.Name(o, ast.Store()) for o in olds], ast.Store()))
             out.append(ast.Assign([target], self.read(plan.stash_site)))
-        if not plan.stash and len(plan.recover) == 1 and not plan.guards:
+        checked = {var for var, _ in plan.recover
+                   if var in plan.checks and self.checked(s, var, *plan.checks[var][:2])}
+        if not plan.stash and len(plan.recover) == 1 and not plan.guards and not checked:
             var, e = plan.recover[0]  # the common case: `x = (x - d) / c`
             return [ast.Assign([_name(var, ast.Store)], self.expr(e, line))]
         for var, e in plan.recover:
             value = self.expr(e, line)
+            if var in checked:
+                _, _, failures, stash_site = plan.checks[var]
+                out.append(_assign(pyname("\0" + var), ast.IfExp(
+                    self.failed_check(failures), self.read(stash_site), value)))
+                out.append(self.count_down(failures))
+                continue
             if var in plan.guards:
                 guards, site = plan.guards[var]
                 value = ast.IfExp(self.all_nonzero(guards, line), value, self.read(site))
@@ -670,7 +821,13 @@ class Generator:
                               self.call_helper(divide_in_place, target_load, value))
         else:
             undo = ast.AugAssign(self.target(s.target, line), ir.binop_ast(plan.inverse_op), value)
-        if plan.guard is not None:
+        if plan.check and self.checked(s, s.target.id, s.target.id, (), in_place=True):
+            failures, stash_site = plan.check
+            fallback = ast.Assign([self.target(s.target, line)], self.call_helper(
+                restore, self.expr(s.target, line), self.read(stash_site)))
+            out += [ast.If(self.failed_check(failures), [fallback], [undo]),
+                    self.count_down(failures)]
+        elif plan.guard is not None:
             fallback = ast.Assign([self.target(s.target, line)], self.call_helper(
                 restore, self.expr(s.target, line), self.read(plan.guard_site)))
             out.append(ast.If(self.call_helper(nonzero, self.expr(plan.guard, line)), [undo],
@@ -724,6 +881,7 @@ class Generator:
         sites = an.sites
         fwd_body = [_assign(f"_br_s{s.index}", ast.Subscript(
             ast.Name("_br_T", ast.Load()), ast.Constant(s.index), ast.Load())) for s in sites]
+        fwd_body += [_assign(f"_br_count{s.index}", ast.Constant(0)) for s in self.failures_sites()]
         if an.entry_keep:
             fwd_body.append(self.push(an.entry_site, _tuple_of(an.entry_keep)))
         fwd_body += self.forward_block(an.body)
@@ -731,9 +889,7 @@ class Generator:
             name="forward", args=_args(["_br_T"] + params), body=fwd_body, decorator_list=[],
             returns=None, type_params=[])
 
-        bwd_body = [] if self.invert_mode else [_assign(f"_br_p{s.index}", ast.Attribute(
-            ast.Subscript(ast.Name("_br_T", ast.Load()), ast.Constant(s.index), ast.Load()),
-            "pop", ast.Load())) for s in sites]
+        bwd_body = [] if self.invert_mode else self.backward_prologue()
         bwd_body += self.backward_block(an.body)
         if an.entry_keep:
             bwd_body.append(ast.Assign([_tuple_of(an.entry_keep, ast.Store)],

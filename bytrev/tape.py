@@ -51,8 +51,9 @@ class Tape:
     backward run gives back unchanged arguments as they are and restores changed arrays
     into the very objects the caller passed."""
 
-    def __init__(self, owner, sites, containers, args, float_sites=()):
+    def __init__(self, owner, sites, containers, args, float_sites, backward_run):
         self._owner = owner
+        self.backward_run = backward_run  # the backward run that reads this recording
         self.sites = sites
         self.args = args
         self._bits = {}
