@@ -242,17 +242,18 @@ def inverse(f) -> Inverse:
 def _cost(plan) -> str:
     parts = []
     for name, value in vars(plan).items():
-        site = value
         if name == "guards":
-            for _, (_, gsite) in value.items():
-                parts.append("stash if a factor is 0")
+            parts += ["stash if a factor is 0"] * len(value)
             continue
+        if name in ("checks", "check"):  # costs nothing while they pass: see _format
+            continue
+        site = value
         if not hasattr(site, "kind"):
             continue
-        if site.conditional:
+        if site.kind == "bit":
+            parts.append("1 bit (floats)" if getattr(plan, "approximate", None) else "1 bit")
+        elif site.conditional:
             parts.append("stash if the factor is 0")
-        elif site.kind == "bit":
-            parts.append("1 bit")
         elif site.kind == "count":
             parts.append("1 count")
         elif name.startswith("keep_iter"):
@@ -307,6 +308,9 @@ def _format(an, title) -> str:
         out.append(f"{fn.firstlineno:>5}  entry: stash {', '.join(an.entry_keep)}")
     out.append(f"tape sites: {len([s for s in an.sites if not s.conditional])}"
                f" (+{len([s for s in an.sites if s.conditional])} guarded)")
+    if any(s.failures for s in an.sites) and title != "inverse":
+        out.append("inverses check that they give back the old value's type and shape where "
+                   "the argument types do not settle it; the old value is stashed where not")
     return "\n".join(out)
 
 
