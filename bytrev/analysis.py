@@ -805,6 +805,10 @@ class _Aliases:
                     elems = seq | _elements(seq)
                     for n in ir.target_names(s.target):
                         st[n] = elems
+                    if isinstance(s.iter, ir.Call) and self.cx.resolve(s.iter.func) is enumerate \
+                            and isinstance(s.target, ir.Tuple) \
+                            and isinstance(s.target.elts[0], ir.Name):
+                        st[s.target.elts[0].id] = set()  # enumerate's counter: a fresh int
                 end = self.block_all(s.body, st, seen)
                 new = self.join(header, end, *seen)
                 if new == header:

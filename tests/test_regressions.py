@@ -397,3 +397,19 @@ def test_a_branch_on_an_integer_restored_by_an_inverse_is_recomputed():
         out, tape = r.forward(k, 1.0)
         assert tape.nbits == bits
         assert r.backward(out, tape) == (k, 1.0)
+
+
+def test_a_store_indexed_by_the_enumerate_counter_is_not_refused():
+    # The alias pass took `i` of `for i, t in enumerate(a)` for an element of a and
+    # refused `a[i % 3] = ...` as an index reading the array it changes (fuzz seed 2606).
+    def f(x, a):
+        for i, t in enumerate(a):
+            a[i % 3] = t * 0.5 + x
+        return x
+
+    a = np.array([1.0, 2.0, 3.0])
+    r = bytrev.reversible(f)
+    out, tape = r.forward(0.25, a)
+    np.testing.assert_array_equal(a, [0.75, 1.25, 1.75])
+    assert r.backward(out, tape)[0] == 0.25
+    np.testing.assert_array_equal(a, [1.0, 2.0, 3.0])
