@@ -50,8 +50,8 @@ class Site:
     line: int
     text: str  # why it is needed, for people
     # Written only when a run-time check fails (a zero factor, a value whose type or shape
-    # the inverse would not give back), or, for a `checks` bit, when the argument types
-    # do not settle the check.
+    # the inverse would not give back), or, for a branch's bit on restored values
+    # (IfPlan.approximate), where the argument types do not show integers.
     conditional: bool = False
     # A bit site written into a bitmap, one byte per iteration of the enclosing `for` loop,
     # that is appended once the loop ends (see Analyzer.bitmap_branches).

@@ -401,12 +401,12 @@ class Generator:
                 test = self.all_nonzero([current_values(g) for g in guards], line) \
                     if guards else None
                 if var in plan.checks and self.checked(s, var, *plan.checks[var][:2]):
-                    source, path, bit_site, stash_site = plan.checks[var]
+                    source, path, failures, stash_site = plan.checks[var]
                     old = self.fresh("o")
                     out.append(_assign(old, _name(var)))
                     if test is not None:
                         out.append(_assign(old + "g", test))
-                    checks.append((old, source, path, bit_site, stash_site, test is not None,
+                    checks.append((old, source, path, failures, stash_site, test is not None,
                                    False))
                 elif test is not None:
                     out.append(ast.If(ast.UnaryOp(ast.Not(), test),
