@@ -918,7 +918,6 @@ class Analyzer:
         return need
 
     def stmt(self, s, after, loop_need):
-        self.check_calls(s)
         if isinstance(s, ir.Assign):
             if isinstance(s.target, ir.Subscript):
                 return self.store_item(s, after)
@@ -928,11 +927,7 @@ class Analyzer:
         if isinstance(s, ir.AugAssign):
             return self.aug_assign(s, after)
         if isinstance(s, ir.ExprStmt):
-            if not self.cx.is_pure(s.value, s.line):
-                raise self.cx.error(f"the statement `{ir.unparse(s.value)}` (a call made for its "
-                                    "side effect)", s.line,
-                                    "bytrev cannot undo side effects; move it outside the function")
-            self.plans[id(s)] = None  # pure: nothing to undo
+            self.plans[id(s)] = None  # pure (see refuse): nothing to undo
             return set(after)
         if isinstance(s, ir.If):
             return self.if_(s, after, loop_need)
@@ -944,6 +939,41 @@ class Analyzer:
             self.plans[id(s)] = None
             return set(loop_need)
         raise self.cx.error(f"statement {type(s).__name__}", s.line)
+
+    def refuse(self, body):
+        """Refuse the statements bytrev cannot undo whatever is needed around them. The
+        error names the first of them in the source: the walk that plans statements goes
+        backwards, and the normal form may move or copy a statement (a `continue`'s
+        rest goes into the other arm)."""
+        refusals = []
+
+        def visit(stmts):
+            for s in stmts:
+                try:
+                    self.refuse_statement(s)
+                except UnsupportedError as e:
+                    refusals.append(e)
+                for attr in ("body", "orelse"):
+                    visit(getattr(s, attr, []))
+
+        visit(body)
+        if refusals:
+            raise min(refusals, key=lambda e: e.line or 0)
+
+    def refuse_statement(self, s):
+        self.check_calls(s)
+        if isinstance(s, ir.ExprStmt) and not self.cx.is_pure(s.value, s.line):
+            raise self.cx.error(f"the statement `{ir.unparse(s.value)}` (a call made for its "
+                                "side effect)", s.line,
+                                "bytrev cannot undo side effects; move it outside the function")
+        index_reads = self.aliases.get(id(s), {}).get("index")
+        if index_reads:
+            # `a[int(a[0])] += v`: the backward run would look for the changed item with
+            # the changed contents.
+            raise self.cx.error(
+                f"`{ir.unparse(s)}` (its index reads {', '.join(index_reads)}, which the "
+                "statement may change)", s.line,
+                "compute the index into a variable first, e.g. i = int(a[0]); a[i] += v")
 
     def check_calls(self, s):
         """Reject calls bytrev cannot undo (mutating methods, out=) early, with a line."""
@@ -1088,7 +1118,6 @@ class Analyzer:
                                         f"`{ir.unparse(s)}` is the last use of "
                                         + ", ".join(self.show(v) for v in dying))
         verdict = self.aliases.get(id(s), {})
-        self.refuse_index_alias(s, verdict)
         plan.check_value = verdict.get("check_value", [])
         plan.check_index = verdict.get("check_index", [])
         shared = verdict.get("stash", [])
@@ -1124,7 +1153,6 @@ class Analyzer:
         site = self.site((id(s), "stash"), "stash", s.line,
                          f"`{ir.unparse(s)}` overwrites {ir.unparse(s.target)}")
         verdict = self.aliases.get(id(s), {})
-        self.refuse_index_alias(s, verdict)
         plan = StoreItemPlan(stash_site=site, dying=dying,
                              how=f"stash old {ir.unparse(s.target)}",
                              check_index=verdict.get("check_index", []))
@@ -1135,15 +1163,6 @@ class Analyzer:
         plan.revive_site = self.revive(s, base, after)
         self.plans[id(s)] = plan
         return after | reads
-
-    def refuse_index_alias(self, s, verdict):
-        """`a[int(a[0])] += v`: the backward run would look for the changed item with the
-        changed contents."""
-        if "index" in verdict:
-            raise self.cx.error(
-                f"`{ir.unparse(s)}` (its index reads {', '.join(verdict['index'])}, which "
-                f"the statement may change)", s.line,
-                "compute the index into a variable first, e.g. i = int(a[0]); a[i] += v")
 
     def user_inverse(self, call):
         """`inverse(g)` for a call `g(x, ...)` of a pure user function that needs no tape
@@ -1335,6 +1354,7 @@ def analyze(fn: ir.Function, pyfunc=None, results: int | None = None,
     body = normal_form(fn)
     an = Analyzer(fn, cx)
     an.aliases = _Aliases(cx, fn.params + fn.kwonly).run(body)
+    an.refuse(body)
     if results is None:
         names = ("$result",)
         an.result_target = ir.Tuple((ir.Name("$result"),))

@@ -271,11 +271,35 @@ def sorts_in_a_nested_test(a, b):
     return b
 
 
+# With two refused statements the error names the first in the source, although bytrev
+# plans statements from the last to the first, and a `continue` makes the normal form
+# copy the rest of the loop body into the other arm (fuzz/unsupported.py seeds 7207 and
+# 7961: the error named the later `a[i % 3] = ...`, whose index may change with a).
+
+
+def out_before_an_aliased_index(a, b):
+    np.multiply(a, 2.0, out=a)  # <- unsupported
+    for t, i in zip(b, b[::-1]):
+        a[int(i) % 3] = t
+    return a
+
+
+def out_before_a_continue_and_an_aliased_index(a, b):
+    for t, i in zip(a, a[::-1]):
+        if t > 0.5:
+            b = b * 2.0
+        elif np.multiply(a, 2.0, out=a)[0] > 0:  # <- unsupported
+            continue
+        a[int(i) % 3] = t
+    return a
+
+
 ARRAY_CASES = [calls_with_out, calls_append, calls_sort, out_after_an_arm_that_returns,
                appends_after_pass, sorts_after_an_expression_statement,
                puts_after_a_comprehension,
                sorts_in_a_comprehension, out_in_a_comprehension_condition,
-               out_on_a_continuation_line, sorts_in_a_nested_test]
+               out_on_a_continuation_line, sorts_in_a_nested_test,
+               out_before_an_aliased_index, out_before_a_continue_and_an_aliased_index]
 
 CASES = [
     uses_try_except,
