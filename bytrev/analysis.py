@@ -86,6 +86,11 @@ class AssignPlan:
     guards: dict = field(default_factory=dict)  # var -> (list[Expr] guards, Site)
     # var -> (target, indices of the element in the target's tuple, failures Site, stash Site)
     checks: dict = field(default_factory=dict)
+    # Recovered vars whose new value is a product or quotient of the old one (`x = x * c`,
+    # `x = c / x`): a float product that underflows to zero or a subnormal, or overflows,
+    # has lost the old value, so for floats the check runs whatever the types, and also
+    # fails there (codegen.scaled_back). Arrays are not checked (README: Known limits).
+    scaled: set = field(default_factory=set)
     how: str = ""
 
 
@@ -98,6 +103,7 @@ class AugPlan:
     # (failures Site, stash Site) for a variable target: `x += a` rebinds a number x to an
     # array when a is one; checked as AssignPlan.checks.
     check: tuple | None = None
+    scaled: bool = False  # `x *= c`, `x /= c`: see AssignPlan.scaled
     stash_site: Site | None = None  # stashes a copy of the old target value
     dying: list = field(default_factory=list)  # variables read by value that die here
     dying_site: Site | None = None
@@ -599,6 +605,13 @@ def invert(e, name, acc, guards, user_inverse=lambda call: None):
     return None
 
 
+def _scales(e, var) -> bool:
+    """Whether `e` is (up to sign) a product or quotient with a factor that reads `var`."""
+    while isinstance(e, ir.UnaryOp) and e.op in ("-", "+"):
+        e = e.operand
+    return isinstance(e, ir.BinOp) and e.op in ("*", "/") and var in ir.names_read(e)
+
+
 def _display_path(e, var):
     """(the indices leading through tuple and list displays in `e` to the element that
     reads `var`, that element): `(x * 2, y)` gives ((0,), x * 2) for x."""
@@ -1046,9 +1059,11 @@ class Analyzer:
                         stash_site.conditional = True
                         plan.guards[var] = (guards, stash_site)
                     path, inner = _display_path(element, var)
+                    if _scales(inner, var):
+                        plan.scaled.add(var)
                     if inner != ir.Name(var):  # (a copy gives back the very object)
-                        plan.checks[var] = (source, path,
-                                            *self.kind_check(s, var, source, stash_site))
+                        plan.checks[var] = (source, path, *self.kind_check(
+                            s, var, source, stash_site, var in plan.scaled))
                     recovered.add(var)
                     pinned |= olds - recovered
                     progress = True
@@ -1091,11 +1106,13 @@ class Analyzer:
                 return expr, [g for g in guards if not _known_nonzero(g)], olds, tname, elt
         return None
 
-    def kind_check(self, s, var, source, stash_site=None):
+    def kind_check(self, s, var, source, stash_site=None, scaled=False):
         """The (failures site, stash site) of the run-time check that `var`'s old value
-        and the new value of `source` it is recovered from are of one type and shape."""
+        and the new value of `source` it is recovered from are of one type and shape (and,
+        `scaled`, that the product or quotient kept it: see AssignPlan.scaled)."""
         what = (f"`{ir.unparse(s)}`: old {self.show(var)} differs in type or shape from "
-                f"{self.show(source)}")
+                f"{self.show(source)}" + (" or the product under- or overflows" if scaled
+                                          else ""))
         failures = self.site((id(s), "kind", var), "count", s.line,
                              what + ": which executions")
         failures.conditional = failures.failures = True
@@ -1131,7 +1148,8 @@ class Analyzer:
                                             "the factor is zero at run time")
                 plan.guard_site.conditional = True
             if isinstance(target, ir.Name):
-                plan.check = self.kind_check(s, base, base, plan.guard_site)
+                plan.scaled = s.op in ("*", "/")
+                plan.check = self.kind_check(s, base, base, plan.guard_site, plan.scaled)
             plan.how = f"inverse: {ir.unparse(target)} {plan.inverse_op}= {ir.unparse(s.value)}"
         else:
             plan.stash_site = self.site((id(s), "stash"), "stash", s.line,

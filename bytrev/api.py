@@ -309,8 +309,12 @@ def _format(an, title) -> str:
     out.append(f"tape sites: {len([s for s in an.sites if not s.conditional])}"
                f" (+{len([s for s in an.sites if s.conditional])} guarded)")
     if any(s.failures for s in an.sites) and title != "inverse":
+        scaled = any(getattr(p, "scaled", False) for p in an.plans.values())
         out.append("inverses check that they give back the old value's type and shape where "
-                   "the argument types do not settle it; the old value is stashed where not")
+                   "the argument types do not settle it"
+                   + (", and that a float product or quotient neither underflowed nor "
+                      "overflowed" if scaled else "")
+                   + "; the old value is stashed where not")
     return "\n".join(out)
 
 

@@ -12,7 +12,10 @@ variables of a factory function, so the generated code runs with the user's own 
 from __future__ import annotations
 
 import ast
+import struct
+import sys
 import types
+from array import array
 
 import numpy as np
 
@@ -55,6 +58,30 @@ def restore(current, old):
     return old
 
 
+def extend_floats(stack, values):
+    """Move a block's Python floats (Generator.loop_in_blocks) into a stash site's
+    array('d'); empty the block. (One struct.pack converts them at a third of the cost of
+    array.fromlist.)"""
+    stack.frombytes(struct.pack(f"{len(values)}d", *values))
+    values.clear()
+
+
+def extend_stash(containers, index, values):
+    """Move a block's values onto a stash site's stack, which may receive other values
+    than floats: into its float array while they are all Python floats, else into a
+    list; empty the block. Returns the stack."""
+    stack = containers[index]
+    if type(stack) is array and all(type(v) is float for v in values):
+        extend_floats(stack, values)
+        return stack
+    if type(stack) is array:
+        stack = containers[index] = [*stack, *values]
+    else:
+        stack.extend(values)
+    values.clear()
+    return stack
+
+
 def promote(containers, index, value):
     """Turn a stash site's float array into a list holding `value` too; return it."""
     values = list(containers[index])
@@ -81,6 +108,36 @@ def same_kind(old, new) -> bool:
         return type(old) in _REALS and type(new) in _REALS
     shape = getattr(old, "shape", None)
     return shape is None or (shape == new.shape and old.dtype == new.dtype)
+
+
+BLOCK = 4096  # iterations of a loop run in blocks (Generator.in_blocks)
+_TINY, _HUGE = sys.float_info.min, sys.float_info.max  # float64's normal magnitudes
+
+
+def scaled_back(old, new) -> bool:
+    """Whether the inverse of a product or quotient (AssignPlan.scaled) gives `old` back
+    from `new`: one kind (same_kind) and, for a float or complex `new`, a normal finite
+    magnitude (zero only from a zero `old`). A product that underflows to zero or to a
+    subnormal has lost `old`'s digits, one that overflows has lost `old`."""
+    if not same_kind(old, new):
+        return False
+    if not isinstance(new, (float, complex, np.floating, np.complexfloating)):
+        return True  # exact arithmetic; arrays are not checked (README: Known limits)
+    if isinstance(new, (float, complex)):
+        tiny, huge = _TINY, _HUGE
+    else:
+        info = np.finfo(new.dtype)
+        tiny, huge = info.tiny, info.max
+    return bool(tiny <= abs(new) <= huge or new == old == 0)
+
+
+def _float_scaled_back(old, new):
+    """scaled_back inlined for two floats: `TINY <= new <= HUGE or -HUGE <= new <= -TINY
+    or new == old == 0`."""
+    def between(low, high):
+        return ast.Compare(ast.Constant(low), [ast.LtE(), ast.LtE()], [new, ast.Constant(high)])
+    return ast.BoolOp(ast.Or(), [between(_TINY, _HUGE), between(-_HUGE, -_TINY),
+                                 ast.Compare(new, [ast.Eq(), ast.Eq()], [old, ast.Constant(0)])])
 
 
 def check_disjoint(changed, values, where, text):
@@ -217,6 +274,10 @@ class Generator:
         self.floats = floats  # scalars.FloatVars for one argument signature, or None
         self.known_floats = frozenset()  # variables holding floats where code is emitted
         self.all_floats = {}  # stash site -> whether every value pushed there is a float
+        # Stashes in the body of a loop run in blocks (forward_for): while that body is
+        # generated, site -> whether every value it pushes is a float; None elsewhere.
+        self.block_stashes = None
+        self.pushed_in_blocks = set()
         self.fn = an.function
         self.cx = an.context
         self.pyfunc = pyfunc
@@ -312,11 +373,17 @@ class Generator:
         float objects kept alive); the first value that is not a float turns the site
         into a list (`promote`). A value known to be a float needs no check; a site that
         only receives such values is a plain list, packed into an array('d') when the
-        forward run ends (appending to a list is cheaper than to an array('d'))."""
+        forward run ends (appending to a list is cheaper than to an array('d')). In the
+        body of a loop run in blocks, stash values go to the block's list (in_blocks)."""
         # `container.append(v)` rather than a pre-bound method: CPython specialises the
         # method call for lists (LIST_APPEND), which halves the cost of recording.
-        append = ast.Attribute(ast.Name(f"_br_s{site.index}", ast.Load()), "append", ast.Load())
         known_float = self.is_known_float(value)
+        if site.kind == "stash" and self.block_stashes is not None:
+            self.block_stashes[site.index] = self.block_stashes.get(site.index, True) and known_float
+            self.pushed_in_blocks.add(site.index)
+            return _expr_stmt(ast.Call(ast.Attribute(ast.Name(f"_br_b{site.index}", ast.Load()),
+                                                     "append", ast.Load()), [value], []))
+        append = ast.Attribute(ast.Name(f"_br_s{site.index}", ast.Load()), "append", ast.Load())
         if site.kind == "stash":
             self.all_floats[site.index] = self.all_floats.get(site.index, True) and known_float
         if site.kind != "stash" or known_float:
@@ -400,14 +467,16 @@ class Generator:
                 guards, stash_site = plan.guards.get(var, (None, None))
                 test = self.all_nonzero([current_values(g) for g in guards], line) \
                     if guards else None
-                if var in plan.checks and self.checked(s, var, *plan.checks[var][:2]):
+                check = var in plan.checks and self.checked(
+                    s, var, *plan.checks[var][:2], scaled=var in plan.scaled)
+                if check:
                     source, path, failures, stash_site = plan.checks[var]
                     old = self.fresh("o")
                     out.append(_assign(old, _name(var)))
                     if test is not None:
                         out.append(_assign(old + "g", test))
-                    checks.append((old, source, path, failures, stash_site, test is not None,
-                                   False))
+                    checks.append((check, old, source, path, failures, stash_site,
+                                   test is not None, False))
                 elif test is not None:
                     out.append(ast.If(ast.UnaryOp(ast.Not(), test),
                                       [self.push(stash_site, _name(var))], []))
@@ -443,16 +512,18 @@ class Generator:
                    and s.target.id in self.known_floats
                    else self.call_helper(copy_value, self.expr(s.target, line)))
             checks = []
-            if plan.check and self.checked(s, s.target.id, s.target.id, (), in_place=True):
+            check = plan.check and self.checked(s, s.target.id, s.target.id, (),
+                                                in_place=True, scaled=plan.scaled)
+            if check:
                 name = self.fresh("o")
                 out.append(_assign(name, _name(s.target.id)))
-                checks.append((name, s.target.id, (), *plan.check, plan.guard is not None,
-                               True))
+                checks.append((check, name, s.target.id, (), *plan.check,
+                               plan.guard is not None, True))
             if plan.guard is not None:
                 test = self.call_helper(nonzero, self.expr(plan.guard, line))
                 if checks:
-                    out.append(_assign(checks[0][0] + "g", test))
-                    test = ast.Name(checks[0][0] + "g", ast.Load())
+                    out.append(_assign(checks[0][1] + "g", test))
+                    test = ast.Name(checks[0][1] + "g", ast.Load())
                 out.append(ast.If(ast.UnaryOp(ast.Not(), test),
                                   [self.push(plan.guard_site, old)], []))
             if plan.stash_site:
@@ -487,9 +558,11 @@ class Generator:
         if isinstance(s, ir.While):
             n = self.fresh("n")
             body = [ast.AugAssign(ast.Name(n, ast.Store()), ast.Add(), ast.Constant(1))]
+            outer, self.block_stashes = self.block_stashes, None
             if plan.keep_iter:
                 body += self.push_loop_vars(plan.keep_iter_site, plan.keep_iter)
             body += self.forward_block(s.body)
+            self.block_stashes = outer
             out = [_assign(n, ast.Constant(0)), ast.While(self.expr(s.test, line), body, []),
                    self.push(plan.count_site, ast.Name(n, ast.Load()))]
             if plan.keep_exit:
@@ -500,15 +573,18 @@ class Generator:
         raise UnsupportedError(f"statement {type(s).__name__}", function=self.fn.qualname,
                                filename=self.fn.filename, line=line)
 
-    def checked(self, s, var, source, path, in_place=False) -> bool:
-        """Whether the forward run checks that old `var` and the new value of `source`
-        (its element at `path`) are of one type and shape (see AssignPlan.checks): not
-        where the argument types prove it, nor in the inverse, which has no tape to record
-        the answer on."""
+    def checked(self, s, var, source, path, in_place=False, scaled=False):
+        """How the forward run checks that the inverse gives old `var` back from the new
+        value of `source` (its element at `path`), or None where it does not: "kind",
+        that the two are of one type and shape (AssignPlan.checks), and for a product or
+        quotient (AssignPlan.scaled) "scaled", that and that a float product kept the old
+        value, or "scaled float" where the types prove both floats. No check where the
+        types prove it needless, nor in the inverse, which has no tape to record the
+        answer on."""
         if self.invert_mode:
-            return False
+            return None
         if self.floats is None:
-            return True
+            return "scaled" if scaled else "kind"
         env = self.floats.env_before.get(id(s), {})
         before = env.get(var)
         if isinstance(s, ir.Return) or path:
@@ -521,8 +597,12 @@ class Generator:
         else:
             after = self.floats.env_after.get(id(s), {}).get(source)
         if in_place and before is not None and before.startswith("f64["):
-            return False  # an in-place update keeps an array's type and shape
-        return not (before == after == "int" or (before in REALS and after in REALS))
+            return None  # an in-place update keeps an array's type and shape
+        if before == after == "int":
+            return None  # exact arithmetic
+        if before in REALS and after in REALS:
+            return "scaled float" if scaled else None
+        return "scaled" if scaled else "kind"
 
     def branch_bit(self, s, plan):
         """The bit site of a branch, or None where its condition is re-evaluated: also
@@ -541,11 +621,13 @@ class Generator:
         there before the statement, a copy of an array changed in place, when a guard
         failed: `kept`)."""
         out = []
-        for old, source, path, failures, stash_site, guarded, kept in checks:
+        for check, old, source, path, failures, stash_site, guarded, kept in checks:
             new = values.get(source) or _name(source)
             for i in path:
                 new = ast.Subscript(new, ast.Constant(i), ast.Load())
-            same = self.call_helper(same_kind, ast.Name(old, ast.Load()), new)
+            same = (_float_scaled_back(ast.Name(old, ast.Load()), new) if check == "scaled float"
+                    else self.call_helper(scaled_back if check == "scaled" else same_kind,
+                                          ast.Name(old, ast.Load()), new))
             guard = ast.Name(old + "g", ast.Load())
             count = ast.Name(f"_br_count{failures.index}", ast.Load())
             out.append(ast.AugAssign(ast.Name(count.id, ast.Store()), ast.Add(), ast.Constant(1)))
@@ -674,6 +756,8 @@ class Generator:
         if plan.iterable == "entry":
             out.append(self.push(plan.iterable_site, ast.Tuple(list(temps.values()), ast.Load())))
         iterable = self.rebuild(tree, temps, line)
+        outer = self.block_stashes
+        self.block_stashes = {} if self.in_blocks(s) else None
         body = []
         target = self.target(s.target, line)
         if plan.iterable == "element":
@@ -704,13 +788,50 @@ class Generator:
             bitmaps.append(self.push(self.an.plans[id(branch)].bit_site,
                                      ast.Name(bitmap, ast.Load())))
         body += self.forward_block(s.body)
-        out.append(ast.For(target, iterable, body, []))
+        stashes, self.block_stashes = self.block_stashes, outer
+        if stashes:
+            out += self.loop_in_blocks(target, iterable, body, stashes)
+        else:
+            out.append(ast.For(target, iterable, body, []))
         out += bitmaps
         if n:
             out.append(self.push(plan.count_site, ast.Name(n, ast.Load())))
         if plan.keep_exit:
             out += self.push_loop_vars(plan.keep_exit_site, plan.keep_exit)
         return _at(out, line)
+
+    def in_blocks(self, s) -> bool:
+        """Whether the forward run goes through a `for` loop in blocks of BLOCK iterations:
+        a loop over a range (which slices into ranges) with no `break` of its own. The
+        stashes in its body (not in nested loops) append to a list, which each block's
+        end moves onto the site's stack: a float goes into an array('d') at 8 bytes,
+        yet the loop pays only a list append per value, and at most a block's floats
+        are alive as objects. A site is one statement's, so all its values go through
+        the one list, in order."""
+        return (not self.invert_mode and isinstance(s.iter, ir.Call)
+                and self.cx.resolve(s.iter.func) is range and not s.iter.kwargs
+                and not _breaks(s.body))
+
+    def loop_in_blocks(self, target, iterable, body, stashes):
+        """`for b in range(0, len(r), BLOCK): for i in r[b:b + BLOCK]: body`, then each
+        stash site's block of values moved onto its stack (see in_blocks)."""
+        block = self.fresh("blk")
+        chunk = ast.Subscript(iterable, ast.Slice(_name(block), ast.BinOp(
+            _name(block), ast.Add(), ast.Constant(BLOCK))), ast.Load())
+        flush = []
+        for index, floats in stashes.items():
+            buffer = ast.Name(f"_br_b{index}", ast.Load())
+            if floats:
+                flush.append(_expr_stmt(self.call_helper(
+                    extend_floats, ast.Name(f"_br_s{index}", ast.Load()), buffer)))
+            else:
+                flush.append(ast.Assign([ast.Name(f"_br_s{index}", ast.Store())], self.call_helper(
+                    extend_stash, ast.Name("_br_T", ast.Load()), ast.Constant(index), buffer)))
+        blocks = ast.Call(self.helper(range), [ast.Constant(0), ast.Call(
+            self.helper(len), [iterable], []), ast.Constant(BLOCK)], [])
+        return [_assign(f"_br_b{index}", ast.List([], ast.Load())) for index in stashes] + [
+            ast.For(ast.Name(block, ast.Store()), blocks,
+                    [ast.For(target, chunk, body, [])] + flush, [])]
 
     # ---- backward
 
@@ -775,8 +896,8 @@ class Generator:
             target = (ast.Name(olds[0], ast.Store()) if len(olds) == 1 else
                       ast.Tuple([ast.Name(o, ast.Store()) for o in olds], ast.Store()))
             out.append(ast.Assign([target], self.read(plan.stash_site)))
-        checked = {var for var, _ in plan.recover
-                   if var in plan.checks and self.checked(s, var, *plan.checks[var][:2])}
+        checked = {var for var, _ in plan.recover if var in plan.checks and self.checked(
+            s, var, *plan.checks[var][:2], scaled=var in plan.scaled)}
         if not plan.stash and len(plan.recover) == 1 and not plan.guards and not checked:
             var, e = plan.recover[0]  # the common case: `x = (x - d) / c`
             return [ast.Assign([_name(var, ast.Store)], self.expr(e, line))]
@@ -821,7 +942,8 @@ class Generator:
                               self.call_helper(divide_in_place, target_load, value))
         else:
             undo = ast.AugAssign(self.target(s.target, line), ir.binop_ast(plan.inverse_op), value)
-        if plan.check and self.checked(s, s.target.id, s.target.id, (), in_place=True):
+        if plan.check and self.checked(s, s.target.id, s.target.id, (), in_place=True,
+                                       scaled=plan.scaled):
             failures, stash_site = plan.check
             fallback = ast.Assign([self.target(s.target, line)], self.call_helper(
                 restore, self.expr(s.target, line), self.read(stash_site)))
@@ -901,7 +1023,8 @@ class Generator:
             body=bwd_body, decorator_list=[], returns=None, type_params=[])
 
         (fwd, bwd), module = self.compile([forward, backward])
-        fwd.float_sites = frozenset(i for i, floats in self.all_floats.items() if floats)
+        fwd.float_sites = frozenset(i for i, floats in self.all_floats.items()
+                                    if floats and i not in self.pushed_in_blocks)
         return fwd, bwd, module
 
     def compile(self, functions):
@@ -918,6 +1041,12 @@ class Generator:
         factory_code = next(c for c in code.co_consts if isinstance(c, types.CodeType))
         make = types.FunctionType(factory_code, self.namespace)
         return make(*self.consts.values()), module
+
+
+def _breaks(stmts) -> bool:
+    """Whether `stmts` break out of the loop they are the body of."""
+    return any(isinstance(s, ir.Break) or isinstance(s, ir.If) and (
+        _breaks(s.body) or _breaks(s.orelse)) for s in stmts)
 
 
 def _binding_counts(stmts, counts=None) -> dict:

@@ -8,6 +8,8 @@ import pytest
 
 import bytrev
 from bytrev.testing import check_grad
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 
 def _helper(u, c):
@@ -413,3 +415,146 @@ def test_a_store_indexed_by_the_enumerate_counter_is_not_refused():
     np.testing.assert_array_equal(a, [0.75, 1.25, 1.75])
     assert r.backward(out, tape)[0] == 0.25
     np.testing.assert_array_equal(a, [1.0, 2.0, 3.0])
+
+
+# A float product that underflows (to zero or a subnormal) or overflows has lost the old
+# value: `x = x * c` repeated 1100 times takes 1.0 to 0.0, and dividing back gave 0.0.
+# The forward run checks each product and stashes the old value where it failed.
+
+
+def decaying(x, c, n):
+    for i in range(n):
+        x = x * c
+    return x
+
+
+def decaying_in_place(x, c, n):
+    for i in range(n):
+        x *= c
+    return x
+
+
+def shrinking_by_division(x, c, n):
+    for i in range(n):
+        x = -x / c
+    return x
+
+
+def reciprocal(x, c):
+    x = c / x
+    return x
+
+
+SCALED_CASES = [decaying, decaying_in_place, shrinking_by_division]
+
+
+def _restores(f, args):
+    r = bytrev.reversible(f)
+    result, tape = r.forward(*args)
+    back = r.backward(result, tape)
+    for original, value in zip(args, back):
+        assert type(value) is type(original)
+        np.testing.assert_allclose(value, original, rtol=1e-12, atol=0)
+    return tape
+
+
+@pytest.mark.parametrize("f", SCALED_CASES, ids=lambda f: f.__name__)
+@settings(max_examples=40, deadline=None)
+@given(x=st.floats(1e-300, 1e300) | st.floats(-1e300, -1e-300), log_c=st.floats(-60, 60),
+       n=st.integers(0, 300))
+def test_products_that_underflow_or_overflow_are_stashed(f, x, log_c, n):
+    c = 2.0 ** log_c
+    if f is shrinking_by_division:
+        c = 1 / c
+    _restores(f, (x, c, n))
+
+
+@pytest.mark.parametrize("x, c, n, stashed", [
+    # 2**-1023 .. 2**-1074 are subnormal (52 products), 2**-1075 rounds to 0 (one more);
+    # zero times c is zero again, which gives zero back
+    (1.0, 0.5, 1100, 53),
+    (1.0, 0.5, 1000, 0),             # all normal: the tape stays empty
+    (1.0, 2.0, 1100, 1100 - 1023),   # 2**1024 overflows to inf, and inf stays inf
+    (0.0, 0.5, 50, 0),
+    (np.float64(1e-300), 1e-300, 3, 1),
+    (np.float32(1e-30), 1e-30, 2, 1),    # float32's own normal range
+    (1e-200 + 1e-200j, 1e-200, 2, 1),   # complex: by magnitude
+])
+def test_the_check_stashes_exactly_the_lost_products(x, c, n, stashed):
+    for f in (decaying, decaying_in_place):
+        tape = _restores(f, (x, c, n))
+        assert tape.nstashed == stashed, f.__name__
+        if not stashed:
+            assert tape.nbytes == 0
+
+
+def test_a_quotient_that_underflows_or_overflows_is_stashed():
+    # c / x = 1e-600 and 1e600 are lost, 1.5 and 1.0 are not
+    for x, c, stashed in [(1e300, 1e-300, 1), (1e-300, 1e300, 1), (2.0, 3.0, 0),
+                          (1e-300, 1e-300, 0)]:
+        assert _restores(reciprocal, (x, c)).nstashed == stashed
+
+
+def test_gradient_through_an_underflowing_product():
+    check_grad(decaying, 1.5, 0.25, 12, argnums=(0, 1), modes=("reverse",))
+    assert bytrev.grad(decaying)(1.0, 0.5, 1100) == 0.0  # 0.5**1100 underflows
+
+
+# The forward run goes through a `for` loop over a range in blocks of codegen.BLOCK
+# iterations, its stashes collected in a list per block (Generator.in_blocks): loops of
+# several blocks, with floats, with other values, with a value of another type midway,
+# nested, and with a break (not in blocks).
+
+
+def squares_mod(x, n):
+    for i in range(n):
+        x = (x * x + i) % 1009
+    return x
+
+
+def floats_then_an_int(x, n):
+    for i in range(n):
+        if i == 5000:
+            x = 7
+        x = (x * x + 1) % 1009
+    return x
+
+
+def nested_stashes(x, m, n):
+    for j in range(m):
+        x = math.sin(x) + j
+        for i in range(n):
+            if x > 0.5:
+                x = x * 0.7 + 0.1 * math.sin(x)
+            else:
+                x = x * 1.3 + 0.05
+    return x
+
+
+def stashes_until_a_break(x, n):
+    for i in range(n):
+        x = math.cos(x) * 2
+        if x > 1.9999:
+            break
+    return x
+
+
+@pytest.mark.parametrize("f, args", [
+    (squares_mod, (3, 10_000)), (squares_mod, (3.0, 10_000)), (squares_mod, (3.0, 4096)),
+    (floats_then_an_int, (2.5, 9_000)),
+    (nested_stashes, (0.3, 3, 5_000)), (nested_stashes, (0.3, 2, 0)),
+    (stashes_until_a_break, (0.5, 9_000)),
+], ids=lambda v: getattr(v, "__name__", ""))
+def test_loops_recorded_in_blocks(f, args):
+    r = bytrev.reversible(f)
+    result, tape = r.forward(*args)
+    assert result == f(*args)
+    back = r.backward(result, tape)
+    assert back == args and [type(v) for v in back] == [type(v) for v in args]
+    if f is squares_mod:
+        assert tape.nstashed == args[1]  # one old x per iteration, 8 bytes each
+        assert tape.nbytes == 8 * args[1]
+
+
+def test_gradient_through_a_loop_recorded_in_blocks():
+    check_grad(nested_stashes, 0.3, 2, 5_000, argnums=(0,), modes=("reverse",))
