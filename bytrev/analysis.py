@@ -91,6 +91,9 @@ class AssignPlan:
     # has lost the old value, so for floats the check runs whatever the types, and also
     # fails there (codegen.scaled_back). Arrays are not checked (README: Known limits).
     scaled: set = field(default_factory=set)
+    # Recovered vars whose inverse selects by a value restored by an inverse: var ->
+    # (those values' variables, the site stashing the old value; see _Approximate).
+    approximate: dict = field(default_factory=dict)
     how: str = ""
 
 
@@ -104,6 +107,7 @@ class AugPlan:
     # array when a is one; checked as AssignPlan.checks.
     check: tuple | None = None
     scaled: bool = False  # `x *= c`, `x /= c`: see AssignPlan.scaled
+    approximate: tuple | None = None  # as AssignPlan.approximate, for the target
     stash_site: Site | None = None  # stashes a copy of the old target value
     dying: list = field(default_factory=list)  # variables read by value that die here
     dying_site: Site | None = None
@@ -145,8 +149,10 @@ class LoopPlan:
     """Plan for `For` and `While`.
 
     For a `for` loop `iterable` says how the backward run gets the sequence back:
-    'recompute' (re-evaluate the iterable expression) or 'stash'; `count_site` is set when
-    the trip count is recorded. `keep_iter` variables are stashed at the top of every
+    'recompute' (re-evaluate the iterable expression), 'entry' (keep what it evaluated
+    to) or 'element' (keep each element); `count_site` is set when the trip count is
+    recorded; `approximate` (as AugPlan's) where a recomputed iterable selects by a value
+    restored by an inverse (`range(int(x))`): for floats it is kept as in 'entry'. `keep_iter` variables are stashed at the top of every
     iteration, `keep_exit` once after the loop, `keep_entry` once before it."""
     count_site: Site | None = None
     iterable: str = "recompute"
@@ -158,6 +164,7 @@ class LoopPlan:
     keep_entry: list = field(default_factory=list)
     keep_entry_site: Site | None = None
     bitmaps: list = field(default_factory=list)  # `if`s whose bits go to a bitmap
+    approximate: tuple | None = None
     how: str = ""
 
 
@@ -603,6 +610,27 @@ def invert(e, name, acc, guards, user_inverse=lambda call: None):
             guards.append(other)  # d / other: d = acc * other; other / d: d = other / acc
             return go(this, ir.BinOp("*", acc, other) if in_left else ir.BinOp("/", other, acc))
     return None
+
+
+# Functions whose value jumps where the argument crosses a threshold.
+_STEPS = (int, round, bool, math.floor, math.ceil, math.trunc, np.floor, np.ceil, np.rint,
+          np.round, np.trunc, np.sign, np.fix)
+
+
+def _selecting_reads(e, resolve) -> set:
+    """The variables `e` reads through a selection, where one ulp can change the value
+    by a step: a comparison, a condition, `and`/`or`/`not`, `%` and `//`, int(),
+    round(), floor(), ... (names of old values keep their "\0" mark)."""
+    out = set()
+    for sub in ir.walk(e):
+        if isinstance(sub, (ir.Compare, ir.BoolOp)) or isinstance(sub, ir.UnaryOp) and \
+                sub.op == "not" or isinstance(sub, ir.BinOp) and sub.op in ("%", "//"):
+            out |= ir.names_read(sub)
+        elif isinstance(sub, ir.IfExp):
+            out |= ir.names_read(sub.test)
+        elif isinstance(sub, ir.Call) and any(resolve(sub.func) is f for f in _STEPS):
+            out |= ir.names_read(sub)
+    return out
 
 
 def _scales(e, var) -> bool:
@@ -1433,20 +1461,42 @@ class _Approximate:
             after = self.stmt(s, after)
         return after
 
+    def selection_site(self, s, var, shaky):
+        """An inverse that selects by a restored value (`z = z + (1 if x > 0 else 0)`
+        undone by `z - (1 if x > 0 else 0)` with x restored one ulp off) may select
+        otherwise backwards: the old value is stashed instead, unless the types show
+        integers (see codegen.Generator.selects_approximately)."""
+        what = f"`for ... in {ir.unparse(s.iter)}`" if isinstance(s, ir.For) else \
+            f"`{ir.unparse(s)}`: its inverse"
+        site = self.an.site((id(s), "approximate", var), "stash", s.line,
+                            f"{what} selects by "
+                            f"{', '.join(self.an.show(v) for v in shaky)}, which the backward "
+                            "run restores by an inverse (approximately, for floats)")
+        site.conditional = True
+        return site
+
     def stmt(self, s, after):
         plan = self.an.plans.get(id(s))
         if isinstance(plan, AssignPlan):
             before = set(after) - (assigned([s]) if isinstance(s, ir.Assign) else set()) \
                 - set(plan.stash)
             for var, e in plan.recover:
-                exact = isinstance(e, ir.Name) and not e.id.startswith("\0") \
+                shaky = sorted(v[1:] if v.startswith("\0") else v
+                               for v in _selecting_reads(e, self.an.cx.resolve)
+                               if v.startswith("\0") or v in after)
+                if shaky:
+                    plan.approximate[var] = (shaky, self.selection_site(s, var, shaky))
+                exact = shaky or isinstance(e, ir.Name) and not e.id.startswith("\0") \
                     and e.id not in after  # a copy of an exact value
                 (before.discard if exact else before.add)(var)
             return before
         if isinstance(plan, AugPlan):
             base = _base_name(s.target)
             if plan.inverse_op is not None:
-                return set(after) | {base}
+                shaky = sorted(_selecting_reads(s.value, self.an.cx.resolve) & after)
+                if not shaky:
+                    return set(after) | {base}
+                plan.approximate = (shaky, self.selection_site(s, base, shaky))
             return set(after) - {base} if isinstance(s.target, ir.Name) else set(after)
         if isinstance(s, ir.If):
             before = self.block(s.body, after) | self.block(s.orelse, after)
@@ -1461,6 +1511,10 @@ class _Approximate:
                 plan.bit_site.conditional = True  # the inverse re-evaluates it
                 plan.how = "1 bit per execution unless integers"
             return before
+        if isinstance(s, ir.For) and plan.iterable == "recompute":
+            shaky = sorted(_selecting_reads(s.iter, self.an.cx.resolve) & after)
+            if shaky:
+                plan.approximate = (shaky, self.selection_site(s, "$iter", shaky))
         if isinstance(s, (ir.For, ir.While)):
             targets = ir.target_names(s.target) if isinstance(s, ir.For) else set()
             header = set(after)

@@ -247,6 +247,10 @@ def _cost(plan) -> str:
             continue
         if name in ("checks", "check"):  # costs nothing while they pass: see _format
             continue
+        if name == "approximate" and value and not hasattr(plan, "bit_site"):
+            # an inverse selecting by restored values (AssignPlan.approximate)
+            parts += ["stash (floats)"] * (len(value) if isinstance(value, dict) else 1)
+            continue
         site = value
         if not hasattr(site, "kind"):
             continue

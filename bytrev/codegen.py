@@ -461,8 +461,11 @@ class Generator:
             if self.floats else frozenset()
         if isinstance(s, (ir.Assign, ir.Return)) and isinstance(plan, AssignPlan):
             out, checks = [], []
+            approximate = self.approximate(s, plan)
+            for var, site in approximate.items():
+                out.append(self.push(site, _name(var)))
             for var, _ in plan.recover:
-                if var not in plan.guards and var not in plan.checks:
+                if var in approximate or var not in plan.guards and var not in plan.checks:
                     continue
                 guards, stash_site = plan.guards.get(var, (None, None))
                 test = self.all_nonzero([current_values(g) for g in guards], line) \
@@ -512,22 +515,23 @@ class Generator:
                    and s.target.id in self.known_floats
                    else self.call_helper(copy_value, self.expr(s.target, line)))
             checks = []
-            check = plan.check and self.checked(s, s.target.id, s.target.id, (),
-                                                in_place=True, scaled=plan.scaled)
+            approximate = self.approximate(s, plan)
+            check = plan.check and not approximate and self.checked(
+                s, s.target.id, s.target.id, (), in_place=True, scaled=plan.scaled)
             if check:
                 name = self.fresh("o")
                 out.append(_assign(name, _name(s.target.id)))
                 checks.append((check, name, s.target.id, (), *plan.check,
                                plan.guard is not None, True))
-            if plan.guard is not None:
+            if plan.guard is not None and not approximate:
                 test = self.call_helper(nonzero, self.expr(plan.guard, line))
                 if checks:
                     out.append(_assign(checks[0][1] + "g", test))
                     test = ast.Name(checks[0][1] + "g", ast.Load())
                 out.append(ast.If(ast.UnaryOp(ast.Not(), test),
                                   [self.push(plan.guard_site, old)], []))
-            if plan.stash_site:
-                out.append(self.push(plan.stash_site, old))
+            if plan.stash_site or approximate:
+                out.append(self.push(plan.stash_site or approximate, old))
             out.append(ast.AugAssign(self.target(s.target, line), ir.binop_ast(s.op),
                                      self.expr(s.value, line)))
             out += self.record_checks(checks, {})
@@ -608,11 +612,28 @@ class Generator:
         """The bit site of a branch, or None where its condition is re-evaluated: also
         where it reads restored values (IfPlan.approximate) that the types show to be
         integers, which inverses restore exactly, and in the inverse, which has no tape."""
-        if plan.approximate and (self.invert_mode or self.floats is not None and all(
-                self.floats.env_before.get(id(s), {}).get(v) == "int"
-                for v in plan.approximate)):
+        if plan.approximate and self.restores_exactly(s, plan.approximate):
             return None
         return plan.bit_site
+
+    def approximate(self, s, plan):
+        """Where an inverse would select by restored values (AssignPlan.approximate,
+        AugPlan.approximate, LoopPlan.approximate) not shown to be integers: for an
+        assignment, var -> the site its old value is stashed to; for an augmented one
+        (a loop), that site (the one keeping its iterable) or None."""
+        if isinstance(plan, AssignPlan):
+            return {var: site for var, (names, site) in plan.approximate.items()
+                    if not self.restores_exactly(s, names)}
+        if plan.approximate and not self.restores_exactly(s, plan.approximate[0]):
+            return plan.approximate[1]
+        return None
+
+    def restores_exactly(self, s, names) -> bool:
+        """Whether the values of `names` that the backward run has at `s` are the
+        forward run's exactly: where the types show integers (inverses of integer
+        arithmetic are exact), and in the inverse, which has no tape and re-evaluates."""
+        return self.invert_mode or self.floats is not None and all(
+            self.floats.env_before.get(id(s), {}).get(v) == "int" for v in names)
 
     def record_checks(self, checks, values):
         """After the statement: per check, whether the inverse applies (the old value is
@@ -753,8 +774,9 @@ class Generator:
                 value = self.call_helper(sequence, value, ast.Constant((*self.where, line)))
             out.append(_assign(name, value))
             temps[id(leaf)] = ast.Name(name, ast.Load())
-        if plan.iterable == "entry":
-            out.append(self.push(plan.iterable_site, ast.Tuple(list(temps.values()), ast.Load())))
+        kept = plan.iterable_site if plan.iterable == "entry" else self.approximate(s, plan)
+        if kept:
+            out.append(self.push(kept, ast.Tuple(list(temps.values()), ast.Load())))
         iterable = self.rebuild(tree, temps, line)
         outer = self.block_stashes
         self.block_stashes = {} if self.in_blocks(s) else None
@@ -896,12 +918,17 @@ class Generator:
             target = (ast.Name(olds[0], ast.Store()) if len(olds) == 1 else
                       ast.Tuple([ast.Name(o, ast.Store()) for o in olds], ast.Store()))
             out.append(ast.Assign([target], self.read(plan.stash_site)))
+        approximate = self.approximate(s, plan)
         checked = {var for var, _ in plan.recover if var in plan.checks and self.checked(
-            s, var, *plan.checks[var][:2], scaled=var in plan.scaled)}
-        if not plan.stash and len(plan.recover) == 1 and not plan.guards and not checked:
+            s, var, *plan.checks[var][:2], scaled=var in plan.scaled)} - set(approximate)
+        if not plan.stash and len(plan.recover) == 1 and not plan.guards and not checked \
+                and not approximate:
             var, e = plan.recover[0]  # the common case: `x = (x - d) / c`
             return [ast.Assign([_name(var, ast.Store)], self.expr(e, line))]
         for var, e in plan.recover:
+            if var in approximate:
+                out.append(_assign(pyname("\0" + var), self.read(approximate[var])))
+                continue
             value = self.expr(e, line)
             if var in checked:
                 _, _, failures, stash_site = plan.checks[var]
@@ -933,9 +960,10 @@ class Generator:
         out = self.backward_in_place_records(s, plan)
         target_load = self.expr(s.target, line)
         value = self.expr(s.value, line)
-        if plan.inverse_op is None:
+        approximate = self.approximate(s, plan)
+        if plan.inverse_op is None or approximate:
             out.append(ast.Assign([self.target(s.target, line)], self.call_helper(
-                restore, target_load, self.read(plan.stash_site))))
+                restore, target_load, self.read(plan.stash_site or approximate))))
             return out
         if plan.inverse_op == "/":
             undo = ast.Assign([self.target(s.target, line)],
@@ -970,9 +998,10 @@ class Generator:
             leaves = self.leaves(tree)
             names = [self.fresh("it") for _ in leaves]
             temps = {id(leaf): ast.Name(n, ast.Load()) for leaf, n in zip(leaves, names)}
-            if plan.iterable == "entry":
+            kept = plan.iterable_site if plan.iterable == "entry" else self.approximate(s, plan)
+            if kept:
                 out.append(ast.Assign([ast.Tuple([ast.Name(n, ast.Store()) for n in names],
-                                                 ast.Store())], self.read(plan.iterable_site)))
+                                                 ast.Store())], self.read(kept)))
             else:
                 for name, leaf in zip(names, leaves):
                     out.append(_assign(name, self.expr(leaf[1], line)))

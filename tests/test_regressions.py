@@ -558,3 +558,78 @@ def test_loops_recorded_in_blocks(f, args):
 
 def test_gradient_through_a_loop_recorded_in_blocks():
     check_grad(nested_stashes, 0.3, 2, 5_000, argnums=(0,), modes=("reverse",))
+
+
+# An inverse that selects by a value the backward run restores by an inverse: `x > 0` on x
+# restored from `x * 3.0 + 0.1` (x = 1e-18 comes back as 0.0) undid z with the other arm
+# (fuzz/reversal.py seed 6153). For floats the old value is stashed instead; integers are
+# restored exactly, so their inverse stays.
+
+
+def selects_by_a_restored_value(x, z):
+    z = z * 1.25 + (0.0 if x > 0 else -1.0)
+    x = x * 3 + 0.1
+    return x, z
+
+
+def adds_by_a_restored_value(x, z):
+    z += 1.0 if x > 0 else -1.0
+    x = x * 3 + 0.1
+    return x, z
+
+
+def adds_a_step_of_a_restored_value(x, z):
+    z -= math.floor(x * 1e18)
+    x = x * 3 + 0.1
+    return x, z
+
+
+def selects_by_a_restored_int(k, z):
+    z = z * 5 + (1 if k % 2 else 2)
+    k = k * 3 + 1
+    return k, z
+
+
+@pytest.mark.parametrize("f", [selects_by_a_restored_value, adds_by_a_restored_value,
+                               adds_a_step_of_a_restored_value], ids=lambda f: f.__name__)
+def test_an_inverse_selecting_by_a_restored_float_stashes(f):
+    r = bytrev.reversible(f)
+    result, tape = r.forward(1e-18, 2.0)
+    assert tape.nstashed == 1
+    x, z = r.backward(result, tape)
+    assert z == 2.0 and abs(x - 1e-18) < 1e-16  # x itself: absorbed by + 0.1 (rounding)
+
+
+def test_an_inverse_selecting_by_a_restored_int_is_kept():
+    r = bytrev.reversible(selects_by_a_restored_int)
+    for k, z in [(7, 3), (-4, 11)]:
+        result, tape = r.forward(k, z)
+        assert tape.nbytes == 0 and r.backward(result, tape) == (k, z)
+        assert bytrev.inverse(selects_by_a_restored_int)(*result) == (k, z)
+
+
+def loops_by_a_step_of_a_restored_value(x, y):
+    for i in range(int(x)):
+        y = y * 0.5 + 1
+    x = x * 0.7 + 0.13
+    return x, y
+
+
+def loops_by_a_step_of_a_restored_int(k, y):
+    for i in range(k // 2):
+        y = y * 0.5 + 1
+    k = k * 3 + 1
+    return k, y
+
+
+def test_a_loop_over_a_step_of_a_restored_float_keeps_its_range():
+    # x = 12.0 comes back as 11.999999999999998: range(int(x)) would run 11 times
+    r = bytrev.reversible(loops_by_a_step_of_a_restored_value)
+    for x in [12.0, 29.0, 6.0, 3.0]:
+        result, tape = r.forward(x, 0.5)
+        x_back, y_back = r.backward(result, tape)
+        assert y_back == 0.5 and abs(x_back - x) <= 1e-15 * x
+    r = bytrev.reversible(loops_by_a_step_of_a_restored_int)
+    result, tape = r.forward(7, 0.5)
+    assert tape.nbytes == 0 and r.backward(result, tape) == (7, 0.5)
+    assert bytrev.inverse(loops_by_a_step_of_a_restored_int)(*result) == (7, 0.5)
