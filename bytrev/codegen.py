@@ -12,7 +12,6 @@ variables of a factory function, so the generated code runs with the user's own 
 from __future__ import annotations
 
 import ast
-import struct
 import sys
 import types
 from array import array
@@ -24,6 +23,7 @@ from .analysis import (Analysis, AssignPlan, current_values, user_function_effec
                        _base_name)
 from .backend import is_array
 from .scalars import REALS
+from .tape import extend_floats
 from .errors import NotInvertibleError, ReversalError, UnsupportedError
 
 # --------------------------------------------------------------------------- runtime helpers
@@ -58,17 +58,9 @@ def restore(current, old):
     return old
 
 
-def extend_floats(stack, values):
-    """Move a block's Python floats (Generator.loop_in_blocks) into a stash site's
-    array('d'); empty the block. (One struct.pack converts them at a third of the cost of
-    array.fromlist.)"""
-    stack.frombytes(struct.pack(f"{len(values)}d", *values))
-    values.clear()
-
-
 def extend_stash(containers, index, values):
-    """Move a block's values onto a stash site's stack, which may receive other values
-    than floats: into its float array while they are all Python floats, else into a
+    """Move a block's values (Generator.loop_in_blocks) onto a stash site's stack, which
+    may receive other values than floats: into its float array while they are all Python floats, else into a
     list; empty the block. Returns the stack."""
     stack = containers[index]
     if type(stack) is array and all(type(v) is float for v in values):

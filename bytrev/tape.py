@@ -42,6 +42,13 @@ def bit_bytes(site, container) -> bytes:
     return b"".join(container) if site.bitmap else bytes(container)
 
 
+def extend_floats(stack, values):
+    """Move a list of Python floats into an array('d') stack and empty the list (one
+    struct.pack converts them at a third of the cost of array.fromlist)."""
+    stack.frombytes(struct.pack(f"{len(values)}d", *values))
+    values.clear()
+
+
 class Tape:
     """What one forward run recorded (`float_sites`: stash sites that received only
     Python floats, as a list to be packed). Read `nbits`, `ncounts`, `nstashed`, `nbytes` and
@@ -67,7 +74,7 @@ class Tape:
                 self._data[site.index] = _compact(container)
             elif site.index in float_sites:  # a list of Python floats: pack it
                 packed = array("d")
-                packed.frombytes(struct.pack(f"{len(container)}d", *container))
+                extend_floats(packed, container)
                 self._data[site.index] = packed
             else:
                 self._data[site.index] = container  # array('d') of floats, or a list
