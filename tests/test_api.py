@@ -1,5 +1,6 @@
 """The API around the reversible form: show, the command line, errors, caching."""
 import math
+import types
 
 import numpy as np
 import pytest
@@ -276,3 +277,54 @@ def test_scalar_types_join_at_branches_and_loops():
 def test_show_command_reports_a_missing_function(capsys):
     assert main(["show", "bytrev.__main__:no_such_function"]) == 2
     assert "cannot find bytrev.__main__:no_such_function" in capsys.readouterr().err
+
+
+# ---- module attributes (`math.sin`, `np.exp`) are read once per call, at its start
+
+def _module(name, **attributes):
+    module = types.ModuleType(name)
+    vars(module).update(attributes)
+    return module
+
+
+HOISTED_SOURCE = '''
+def reads_modules(x, n):
+    for i in range(n):
+        if x > lazy.limit:
+            x = x * 0.5 + lazy.missing
+        x = x * a_b.c + a.b_c
+    return x
+'''
+
+
+def _reads_modules(**modules):
+    namespace = dict(modules)
+    exec(compile(HOISTED_SOURCE, "<reads_modules>", "exec"), namespace)
+    return namespace["reads_modules"]
+
+
+def test_module_attributes_read_early_are_the_ones_f_reads():
+    """`a_b.c` and `a.b_c` are told apart; an attribute that a module's __getattr__
+    supplies is read where f reads it, not at the start of the call; a module attribute
+    rebound between calls is seen by the next call."""
+    lookups = []
+
+    def module_getattr(name):
+        lookups.append(name)
+        return 0.125
+
+    lazy = _module("lazy", limit=10.0, __getattr__=module_getattr)
+    a_b, a = _module("a_b", c=1.5), _module("a", b_c=-0.25)
+    f = _reads_modules(lazy=lazy, a_b=a_b, a=a)
+    r = bytrev.reversible(f)
+    del lookups[:]
+    out, tape = r.forward(1.0, 3)
+    assert out == f(1.0, 3) == ((1.0 * 1.5 - 0.25) * 1.5 - 0.25) * 1.5 - 0.25
+    assert lookups == []  # the arm reading lazy.missing never ran
+    assert r.backward(out, tape) == (1.0, 3)
+    a_b.c = 3.0
+    assert r.forward(1.0, 3)[0] == f(1.0, 3) == ((1.0 * 3.0 - 0.25) * 3.0 - 0.25) * 3.0 - 0.25
+    lazy.limit = 2.0
+    out, tape = r.forward(1.0, 3)
+    assert out == f(1.0, 3) and lookups  # the arm ran: lazy.missing was looked up
+    assert r.backward(out, tape)[0] == pytest.approx(1.0, rel=1e-12)

@@ -6,6 +6,7 @@ invertible update costs nothing, `while` loops and loops with `break` record one
 count per loop execution, and an overwritten value that cannot be recomputed is
 stashed. Line numbers are absolute source lines, found through markers in comments.
 """
+import ast
 import functools
 import inspect
 import math
@@ -208,6 +209,72 @@ def test_bitmap_bits_round_trip_and_differentiate(x, lo, hi, m):
     assert back[1:] == (lo, hi, m) and back[0] == pytest.approx(x, rel=1e-12, abs=1e-12)
     g = bytrev.grad(bitmap_loops)(x, lo, hi, m)
     assert g == pytest.approx(autograd.grad(bitmap_loops)(x, lo, hi, m), rel=1e-12)
+
+
+def stash_in_if_arm(x, n):
+    for i in range(n):
+        if x > 0.5:
+            x = x * 0.7 + 0.1 * np.sin(x)
+        else:
+            x = x * 1.3 + 0.05
+    return x
+
+
+def stash_in_else_arm(x, n):
+    for i in range(2, n + 2):
+        if x <= 0.5:
+            x = x * 1.3 + 0.05
+        else:
+            x = x * 0.7 + 0.1 * np.sin(x)
+    return x
+
+
+def stash_in_both_arms(x, n):
+    for i in range(n):
+        if x > 0.5:
+            x = x * 0.7 + 0.1 * np.sin(x)
+        else:
+            x = 0.3 + 0.5 * np.cos(x)
+    return x
+
+
+def _arm_taken(f, x, n):
+    """How many iterations of the loop take the arm with np.sin."""
+    taken = 0
+    for _ in range(n):
+        y = f(x, 1)
+        taken += y == x * 0.7 + 0.1 * np.sin(x)
+        x = y
+    return taken
+
+
+@pytest.mark.parametrize("f", [stash_in_if_arm, stash_in_else_arm, stash_in_both_arms])
+@given(x=st.floats(0.0, 2.0), n=st.integers(0, 40))
+def test_a_bitmap_marked_in_either_arm_reads_back_as_the_if_arm(f, x, n):
+    """The bitmap of a branch is marked from the arm that writes less to the tape (the
+    `else` arm when the `if` arm stashes) and flipped at the loop's end: the backward
+    run and the gradient take the arms the forward run took."""
+    import autograd
+    out, tape = rev(f).forward(x, n)
+    assert out == f(x, n)
+    assert tape.nbits == n
+    if f is not stash_in_both_arms:
+        assert tape.nstashed == _arm_taken(f, x, n)
+    back = rev(f).backward(out, tape)
+    assert back[1] == n and back[0] == pytest.approx(x, rel=1e-12, abs=1e-12)
+    assert bytrev.grad(f)(x, n) == pytest.approx(autograd.grad(f)(x, n), rel=1e-12, abs=1e-300)
+
+
+@pytest.mark.parametrize("f, marked", [(stash_in_if_arm, "orelse"), (stash_in_else_arm, "body"),
+                                       (stash_in_both_arms, "body")])
+def test_the_bitmap_is_marked_in_the_arm_without_a_stash(f, marked):
+    """No iteration pays for both a stash and the bitmap's mark; on a tie, the `if` arm
+    marks it."""
+    branch = next(node for node in ast.walk(rev(f).module) if isinstance(node, ast.If)
+                  and "_br_bm" in ast.unparse(node))
+    arms = {"body": ast.unparse(branch.body), "orelse": ast.unparse(branch.orelse)}
+    assert "_br_bm" in arms[marked]
+    assert "_br_bm" not in arms["orelse" if marked == "body" else "body"]
 
 
 @pytest.mark.parametrize("x", [0.0, 50.0, 99.0, 150.0])
