@@ -1211,10 +1211,14 @@ class Analyzer:
         return after | reads
 
     def user_inverse(self, call):
-        """`inverse(g)` for a call `g(x, ...)` of a pure user function that needs no tape
-        and returns one value, so `x = inverse(g)(y, ...)`; None otherwise."""
+        """For a call `g(x, ...)`, the inverse registered with `definverse(g, ...)`, or
+        else `inverse(g)` where g is a pure user function that needs no tape and returns
+        one value, so `x = inverse(g)(y, ...)`; None otherwise."""
         if call.kwargs:
             return None
+        registered = rules.inverse_of(self.cx.resolve(call.func))
+        if registered is not None:
+            return registered
         info = self.cx.classify_call(call, 0)
         if info.kind != "user" or not user_function_is_pure(info.obj) or \
                 info.obj in _INVERTING:
@@ -1515,6 +1519,7 @@ class _Approximate:
             shaky = sorted(_selecting_reads(s.iter, self.an.cx.resolve) & after)
             if shaky:
                 plan.approximate = (shaky, self.selection_site(s, "$iter", shaky))
+                plan.how = "iterable kept unless integers"
         if isinstance(s, (ir.For, ir.While)):
             targets = ir.target_names(s.target) if isinstance(s, ir.For) else set()
             header = set(after)

@@ -18,6 +18,7 @@ from .analysis import analyze, assigned, mutated
 from .backend import is_array
 from .codegen import generate
 from .errors import BytrevError, NotInvertibleError, ReversalError, UnsupportedError
+from .rules import _ON_REGISTER, inverse_of
 from . import lift as _lift_module
 from . import forward as forward_mode
 from . import scalars
@@ -232,8 +233,13 @@ class Inverse:
 @functools.lru_cache(maxsize=1024)
 def inverse(f) -> Inverse:
     """The inverse of `f`, with no hand-written inverse; raises NotInvertibleError when
-    `f` destroys information (use `reversible(f)`, which records it on a tape)."""
-    return Inverse(f)
+    `f` destroys information (use `reversible(f)`, which records it on a tape). The
+    inverse registered with `bytrev.definverse(f, ...)` where there is one."""
+    registered = inverse_of(f)
+    return registered if registered is not None else Inverse(f)
+
+
+_ON_REGISTER += [reversible.cache_clear, inverse.cache_clear]
 
 
 # --------------------------------------------------------------------------- show

@@ -853,12 +853,15 @@ def _dual_callable(func):
     return _same_rules(call, func)
 
 
+rules._ON_REGISTER.append(_dual_callable.cache_clear)  # its wrappers copy func's rule
+
+
 def _same_rules(wrapper, func):
     """Give `wrapper` the reverse rule and templates of `func`: a gradient sweep running
     in a dual namespace (forward over reverse) calls the wrapper where f calls func."""
     rule = rules.vjp_rule(func)
     if rule is not None:
-        rules.defvjp_all(wrapper, rule)
+        rules._set_vjp(wrapper, rule)
     if id(func) in rules._TEMPLATES:
         rules._TEMPLATES[id(wrapper)] = rules._TEMPLATES[id(func)]
     return wrapper

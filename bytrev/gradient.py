@@ -143,6 +143,9 @@ def gradient_program(f) -> GradientProgram:
     return GradientProgram(f)
 
 
+rules._ON_REGISTER.append(gradient_program.cache_clear)
+
+
 def _put_back(rev, originals, restored, strict):
     """Restore changed arrays into the caller's objects and check the drift of values
     the backward run recomputed."""

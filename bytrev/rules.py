@@ -48,7 +48,8 @@ Subgradients at kinks: `abs` and `norm` give 0 at 0; `maximum`, `minimum`, `max`
 elements (like JAX); `clip` gives `g` to the argument when it sits exactly on a bound.
 
 Public registration: `defvjp(func, *rules_per_arg)`, `defvjp_all(func, rule)` and
-`definverse(func, inverse)` (for `bytrev.inverse`; read back with `inverse_of(func)`).
+`definverse(func, inverse)` (read back with `inverse_of(func)`; the analysis undoes an
+overwrite through func by calling the inverse).
 """
 from __future__ import annotations
 
@@ -220,6 +221,7 @@ def materialize(c, like):
 
 _VJPS: dict = {}  # id(func) -> (func, rule); keeping func alive keeps its id unique
 _INVERSES: dict = {}  # id(func) -> (func, inverse)
+_ON_REGISTER: list = []  # cache_clear of the caches of compiled forms (api, gradient)
 _TEMPLATES: dict = {}  # id(func) -> derivative templates, one per positional argument
 
 
@@ -244,10 +246,25 @@ def _numpy_function_of(func):
     return getattr(namespace, name, None)
 
 
+def _set_vjp(func, rule):
+    """Register a rule (bytrev's own, at import or on first use: nothing compiled yet
+    can have read another rule for func)."""
+    _VJPS[id(func)] = (func, rule)
+    return func
+
+
+def _forget_compiled():
+    """A user's registration changes how functions compile: drop the compiled ones."""
+    for forget in _ON_REGISTER:
+        forget()
+
+
 def defvjp_all(func, rule):
     """Register `rule(g, ans, *args, **kwargs) -> tuple` (one cotangent or None per
-    positional argument) as the VJP of `func`, replacing any earlier rule. Returns func."""
-    _VJPS[id(func)] = (func, rule)
+    positional argument) as the VJP of `func`, replacing any earlier rule; functions
+    bytrev compiled before are compiled again. Returns func."""
+    _set_vjp(func, rule)
+    _forget_compiled()
     return func
 
 
@@ -265,8 +282,13 @@ def defvjp(func, *rules_per_arg):
 
 
 def definverse(func, inverse):
-    """Record `inverse` as the inverse of `func` (for `bytrev.inverse`). Returns func."""
+    """Record `inverse` as the inverse of `func` in its first argument:
+    `inverse(func(x, *rest), *rest) == x`. The reversible form then undoes a statement
+    that overwrites x through func (`x = func(x)`, `y = 2 * func(x, c) + 1`) by calling
+    `inverse` instead of stashing x; `bytrev.inverse(func)` returns `inverse`. Functions
+    bytrev compiled before the registration are compiled again. Returns func."""
     _INVERSES[id(func)] = (func, inverse)
+    _forget_compiled()
     return func
 
 
@@ -318,7 +340,7 @@ def _rule_for(*funcs):
         rule = _padded(leading_rule)
         for func in funcs:
             if func is not None:
-                defvjp_all(func, rule)
+                _set_vjp(func, rule)
         return leading_rule
     return register
 
@@ -441,7 +463,7 @@ for _numpy_names, _math_names, _templates in _ELEMENTWISE:
         for _name in _names.split():
             _func = getattr(_module, _name)
             _TEMPLATES[id(_func)] = _written
-            defvjp_all(_func, _template_rule(_written))
+            _set_vjp(_func, _template_rule(_written))
 del _numpy_names, _math_names, _templates, _module_name, _module, _names, _written, _name
 del _func
 
@@ -453,7 +475,7 @@ for _numpy_names, _math_names, _ in _ELEMENTWISE:
         _numpy_twin = getattr(np, _numpy_names.split()[0]) if _numpy_names else _twin.get(_name)
         if _numpy_twin is not None:
             _func = getattr(math, _name)
-            defvjp_all(_func, _numbers_or_arrays(vjp_rule(_func), vjp_rule(_numpy_twin)))
+            _set_vjp(_func, _numbers_or_arrays(vjp_rule(_func), vjp_rule(_numpy_twin)))
 del _numpy_names, _math_names, _twin, _name, _numpy_twin, _func
 
 
@@ -462,7 +484,7 @@ del _numpy_names, _math_names, _twin, _name, _numpy_twin, _func
 for _builtin, _math_twin, _numpy_twin in ((builtins.abs, math.fabs, np.absolute),
                                           (builtins.pow, math.pow, np.power)):
     _TEMPLATES[id(_builtin)] = _TEMPLATES[id(_math_twin)]
-    defvjp_all(_builtin, _numbers_or_arrays(vjp_rule(_math_twin), vjp_rule(_numpy_twin)))
+    _set_vjp(_builtin, _numbers_or_arrays(vjp_rule(_math_twin), vjp_rule(_numpy_twin)))
 del _builtin, _math_twin, _numpy_twin
 
 _log_of_one_argument = vjp_rule(math.log)  # from the table
@@ -759,7 +781,7 @@ def _self_adjoint_rule(func):
 
 
 for _func in _SELF_ADJOINT:
-    defvjp_all(_func, _self_adjoint_rule(_func))
+    _set_vjp(_func, _self_adjoint_rule(_func))
 del _func
 
 
@@ -903,7 +925,7 @@ def _stacking_rule(joined_shape, join_axis):
 
 
 for _func, (_joined_shape, _join_axis) in _JOINS.items():
-    defvjp_all(_func, _stacking_rule(_joined_shape, _join_axis))
+    _set_vjp(_func, _stacking_rule(_joined_shape, _join_axis))
 del _func, _joined_shape, _join_axis
 
 
@@ -1112,7 +1134,7 @@ def _einsum(g, ans, *args, out=None, optimize=False, **kwargs):
     return tuple(cotangents)
 
 
-defvjp_all(np.einsum, _einsum)
+_set_vjp(np.einsum, _einsum)
 
 # NumPy 2 reads solve's b as one vector only when it is 1-D; NumPy 1 whenever it has one
 # axis fewer than a.
@@ -1219,7 +1241,7 @@ def _register_scipy() -> bool:
     if _scipy_registered or special is None:
         return False
     _scipy_registered = True
-    defvjp_all(special.logsumexp, _padded(_logsumexp))
+    _set_vjp(special.logsumexp, _padded(_logsumexp))
     return True
 
 
@@ -1258,8 +1280,8 @@ def _builtin_extremum_of(pick):
     return builtin_extremum
 
 
-defvjp_all(builtins.max, _builtin_extremum_of(builtins.max))
-defvjp_all(builtins.min, _builtin_extremum_of(builtins.min))
+_set_vjp(builtins.max, _builtin_extremum_of(builtins.max))
+_set_vjp(builtins.min, _builtin_extremum_of(builtins.min))
 
 
 @_rule_for(builtins.sum)
@@ -1302,7 +1324,7 @@ for _module, _names in _NON_DIFFERENTIABLE.items():
     for _name in _names.split():
         _func = getattr(_module, _name, None)
         if _func is not None:
-            defvjp_all(_func, _no_gradient)
+            _set_vjp(_func, _no_gradient)
 del _module, _names, _name, _func
 
 

@@ -633,3 +633,6 @@ def test_a_loop_over_a_step_of_a_restored_float_keeps_its_range():
     result, tape = r.forward(7, 0.5)
     assert tape.nbytes == 0 and r.backward(result, tape) == (7, 0.5)
     assert bytrev.inverse(loops_by_a_step_of_a_restored_int)(*result) == (7, 0.5)
+    # show says what the loop does: not "trip count recomputed" next to a stash
+    row = next(line for line in r.show().splitlines() if "for i in range(k // 2)" in line)
+    assert "iterable kept unless integers" in row and "recomputed" not in row

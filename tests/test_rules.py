@@ -990,6 +990,75 @@ def test_definverse():
     assert rules.vjp_rule(double) is None
 
 
+def test_a_rule_registered_again_replaces_the_compiled_one():
+    """Gradients compiled with a rule are compiled again when the rule is replaced (a
+    corrected rule must not leave the wrong gradient cached)."""
+    import bytrev
+
+    def square(x):
+        return x * x
+
+    def f(x):
+        return square(x) + 1.0
+
+    bytrev.defvjp(square, lambda g, ans, x: g * 3 * x)  # wrong
+    assert bytrev.grad(f)(2.0) == 6.0
+    bytrev.defvjp(square, lambda g, ans, x: g * 2 * x)
+    assert bytrev.grad(f)(2.0) == 4.0
+    assert bytrev.hessian(f)(2.0) == pytest.approx(2.0)
+
+
+def cube(x):
+    return x ** 3
+
+
+def warp(x, c):
+    return np.sinh(x) + c
+
+
+def cubes(x, n):
+    for i in range(n):
+        x = 0.5 * cube(x) + 0.25
+    return x
+
+
+def warps(x, c, n):
+    for i in range(n):
+        x = warp(x, c) * 0.5
+    return x
+
+
+def test_a_registered_inverse_undoes_the_overwrite_without_a_tape():
+    """Compiled before the registration, `cubes` stashes x and has no inverse; after
+    `definverse(cube, np.cbrt)` it is compiled again and undoes `x = 0.5 * cube(x) +
+    0.25` by `x = cbrt((x - 0.25) / 0.5)`, with no tape."""
+    import bytrev
+    _, tape = bytrev.reversible(cubes).forward(0.7, 4)
+    assert tape.nstashed == 4
+    with pytest.raises(bytrev.NotInvertibleError, match="cube"):
+        bytrev.inverse(cubes)
+    bytrev.definverse(cube, np.cbrt)
+    assert bytrev.inverse(cube) is np.cbrt
+    out, tape = bytrev.reversible(cubes).forward(0.7, 4)
+    assert out == cubes(0.7, 4) and tape.nbytes == 0
+    assert bytrev.reversible(cubes).backward(out, tape)[0] == pytest.approx(0.7, rel=1e-12)
+    assert bytrev.inverse(cubes)(out, 4) == pytest.approx(0.7, rel=1e-12)
+    assert "cbrt" in bytrev.reversible(cubes).show()
+
+
+rules.definverse(warp, lambda y, c: np.arcsinh(y - c))
+
+
+@given(x=st.floats(-2.0, 2.0), c=st.floats(-1.0, 1.0), n=st.integers(0, 6))
+def test_a_registered_inverse_takes_the_other_arguments(x, c, n):
+    import bytrev
+    from bytrev.testing import check_grad
+    out, tape = bytrev.reversible(warps).forward(x, c, n)
+    assert out == warps(x, c, n) and tape.nbytes == 0
+    assert bytrev.inverse(warps)(out, c, n) == pytest.approx(x, rel=1e-9, abs=1e-12)
+    check_grad(warps, x, c, n, argnums=(0, 1), modes=("reverse",))
+
+
 def test_lookup_is_by_identity():
     assert rules.vjp_rule(np.sin) is not None
     assert rules.vjp_rule(lambda x: x) is None
