@@ -238,6 +238,16 @@ def stash_in_both_arms(x, n):
     return x
 
 
+def stash_in_if_arm_nested(x, n):
+    for j in range(3):
+        for i in range(j, n):
+            if x > 0.5:
+                x = x * 0.7 + 0.1 * np.sin(x)
+            else:
+                x = x * 1.3 + 0.05
+    return x
+
+
 def _arm_taken(f, x, n):
     """How many iterations of the loop take the arm with np.sin."""
     taken = 0
@@ -248,7 +258,8 @@ def _arm_taken(f, x, n):
     return taken
 
 
-@pytest.mark.parametrize("f", [stash_in_if_arm, stash_in_else_arm, stash_in_both_arms])
+@pytest.mark.parametrize("f", [stash_in_if_arm, stash_in_else_arm, stash_in_both_arms,
+                               stash_in_if_arm_nested])
 @given(x=st.floats(0.0, 2.0), n=st.integers(0, 40))
 def test_a_bitmap_marked_in_either_arm_reads_back_as_the_if_arm(f, x, n):
     """The bitmap of a branch is marked from the arm that writes less to the tape (the
@@ -257,8 +268,9 @@ def test_a_bitmap_marked_in_either_arm_reads_back_as_the_if_arm(f, x, n):
     import autograd
     out, tape = rev(f).forward(x, n)
     assert out == f(x, n)
-    assert tape.nbits == n
-    if f is not stash_in_both_arms:
+    assert tape.nbits == (n + max(n - 1, 0) + max(n - 2, 0) if f is stash_in_if_arm_nested
+                          else n)
+    if f in (stash_in_if_arm, stash_in_else_arm):
         assert tape.nstashed == _arm_taken(f, x, n)
     back = rev(f).backward(out, tape)
     assert back[1] == n and back[0] == pytest.approx(x, rel=1e-12, abs=1e-12)
