@@ -27,8 +27,11 @@ unrestored on some path (e.g. an arm that overwrites it) stashes it on that path
 from __future__ import annotations
 
 import builtins
+import collections
+import contextlib
 import copy
 import math
+import threading
 import types
 from dataclasses import dataclass, field
 
@@ -404,6 +407,98 @@ class CallInfo:
         self.obj = obj
 
 
+# --------------------------------------------------------------------------- dependencies
+#
+# A compiled form decides from what f's names held when it was compiled: `helper` was a
+# pure function with an inverse, `np.sin` a primitive. A notebook that runs `def helper`
+# again rebinds the name; the compiled form must then be compiled again, or its backward
+# run would undo the old helper. Every name Context.resolve reads is noted in the log of
+# each compile in progress, with the object it held; `unchanged(log)` tells whether they
+# all hold the same objects still.
+
+class _Logs(threading.local):
+    stack: list  # the dependency logs of this thread's compiles in progress, innermost last
+
+    def __init__(self):
+        self.stack = []
+
+
+_LOGS = _Logs()
+_MISSING = object()
+
+
+@contextlib.contextmanager
+def recording_dependencies():
+    """Collect the names resolved inside the block (a dict: key -> (source, object)); a
+    compile nested in another is one of its dependencies, so its log joins the outer."""
+    log = {}
+    _LOGS.stack.append(log)
+    try:
+        yield log
+    finally:
+        _LOGS.stack.pop()
+        note_dependencies(log)
+
+
+def note_dependencies(log):
+    """Count a cached compiled form's dependencies in the compile in progress."""
+    if _LOGS.stack:
+        _LOGS.stack[-1].update(log)
+
+
+def _note(source, obj):
+    if _LOGS.stack:
+        _LOGS.stack[-1][(source[0], id(source[1]), source[2:])] = (source, obj)
+    return obj
+
+
+def _current(source):
+    kind, where = source[0], source[1]
+    if kind == "global":
+        name = source[2]
+        return where[name] if name in where else getattr(builtins, name, None)
+    if kind == "cell":
+        try:
+            return where.cell_contents
+        except ValueError:
+            return None
+    return getattr(where, source[2], None)  # "attr" of a module
+
+
+def unchanged(log) -> bool:
+    """Whether every name in the log holds what it held: the same object for callables
+    and modules (what compiling decided from), a value of the same type otherwise."""
+    for source, obj in log.values():
+        now = _current(source)
+        if now is not obj and (callable(obj) or isinstance(obj, types.ModuleType)
+                               or type(now) is not type(obj)):
+            return False
+    return True
+
+
+def cached_per_function(build, size=1024):
+    """`build(f)`, cached per function and built again where a name it resolved now
+    holds something else (unchanged); the built object keeps its log as `dependencies`."""
+    cache = collections.OrderedDict()
+
+    def get(f):
+        hit = cache.get(f)
+        if hit is not None and unchanged(hit.dependencies):
+            cache.move_to_end(f)
+            note_dependencies(hit.dependencies)
+            return hit
+        with recording_dependencies() as log:
+            hit = build(f)
+        hit.dependencies = log
+        cache[f] = hit
+        if len(cache) > size:
+            cache.popitem(last=False)
+        return hit
+
+    get.cache_clear = cache.clear
+    return get
+
+
 class Context:
     """Static facts about the function being analysed: how to resolve globals and
     closure cells, and where to report errors."""
@@ -424,19 +519,15 @@ class Context:
         if isinstance(e, ir.Const):
             return e.value
         if isinstance(e, ir.Global):
-            if e.id in self.globals:
-                return self.globals[e.id]
-            return getattr(builtins, e.id, None)
+            source = ("global", self.globals, e.id)
+            return _note(source, _current(source))
         if isinstance(e, ir.FreeVar):
             cell = self.cells.get(e.id)
-            try:
-                return cell.cell_contents if cell is not None else None
-            except ValueError:
-                return None
+            return None if cell is None else _note(("cell", cell), _current(("cell", cell)))
         if isinstance(e, ir.Attribute):
             base = self.resolve(e.value)
             if isinstance(base, types.ModuleType):
-                return getattr(base, e.attr, None)
+                return _note(("attr", base, e.attr), getattr(base, e.attr, None))
         return None
 
     def classify_call(self, call: ir.Call, line: int) -> CallInfo:
@@ -487,7 +578,7 @@ class Context:
         return True
 
 
-_EFFECTS: dict = {}
+_EFFECTS: dict = {}  # code -> ((stores, updates, pure), dependency log)
 
 
 def user_function_effects(func):
@@ -497,22 +588,24 @@ def user_function_effects(func):
     whether it calls only pure callables. Recursion is assumed effect-free while it is
     being checked."""
     code = func.__code__
-    if code in _EFFECTS:
-        return _EFFECTS[code]
-    _EFFECTS[code] = (False, False, True)
+    if code in _EFFECTS and unchanged(_EFFECTS[code][1]):
+        note_dependencies(_EFFECTS[code][1])
+        return _EFFECTS[code][0]
+    _EFFECTS[code] = ((False, False, True), {})
     from .lift import lift
     try:
         fn = lift(func)
     except BaseException:
         del _EFFECTS[code]  # not a verdict: the next caller must meet the same error
         raise
-    cx = Context(fn, func)
-    params = set(fn.params + fn.kwonly)
-    stores = bool(_item_stores(fn.body) & params)
-    updates = bool(mutated(fn.body) & params)
-    pure = all(cx.is_pure(e, getattr(stmt, "line", 0)) for stmt, e in _all_exprs(fn.body))
-    _EFFECTS[code] = (stores, updates, pure)
-    return _EFFECTS[code]
+    with recording_dependencies() as log:
+        cx = Context(fn, func)
+        params = set(fn.params + fn.kwonly)
+        stores = bool(_item_stores(fn.body) & params)
+        updates = bool(mutated(fn.body) & params)
+        pure = all(cx.is_pure(e, getattr(stmt, "line", 0)) for stmt, e in _all_exprs(fn.body))
+    _EFFECTS[code] = ((stores, updates, pure), log)
+    return _EFFECTS[code][0]
 
 
 def user_function_is_pure(func) -> bool:
@@ -1233,7 +1326,7 @@ class Analyzer:
             _INVERTING.discard(info.obj)
         if g.k != 1 or len(call.args) != 1 + len(g.rest):
             return None
-        return g
+        return g.apply
 
     def revive(self, s, base, after):
         """An in-place change to a variable that nothing reads afterwards (`b[0] = 1`

@@ -5,7 +5,6 @@
 """
 from __future__ import annotations
 
-import functools
 import inspect
 from array import array
 import linecache
@@ -14,7 +13,7 @@ import sys
 import numpy as np
 
 from . import ir
-from .analysis import analyze, assigned, mutated
+from .analysis import analyze, assigned, cached_per_function, mutated, unchanged
 from .backend import is_array
 from .codegen import generate
 from .errors import BytrevError, NotInvertibleError, ReversalError, UnsupportedError
@@ -62,6 +61,13 @@ class Reversible:
         self._changes_in_place = bool(mutated(self.ir.body))
         self._specialised = {}  # argument types -> forward run (see _forward_for)
 
+    dependencies: dict = {}  # what compiling read (cached_per_function sets it)
+
+    def _fresh(self):
+        """This form, or the one compiled now where a name it was compiled from holds
+        something else (a helper defined again)."""
+        return self if unchanged(self.dependencies) else reversible(self.function)
+
     def _bind(self, args, kwargs):
         bound = self._signature.bind(*args, **kwargs)
         bound.apply_defaults()
@@ -69,6 +75,9 @@ class Reversible:
 
     def forward(self, *args, **kwargs):
         """Run `f(*args, **kwargs)`; return `(result, tape)`."""
+        fresh = self._fresh()
+        if fresh is not self:
+            return fresh.forward(*args, **kwargs)
         values = self._bind(args, kwargs)
         result, containers, run = self.record(values)
         return result, Tape(self, self._sites, containers, values, run.float_sites,
@@ -113,6 +122,8 @@ class Reversible:
     def backward(self, result, tape):
         """Run the reversible form backwards from `result`; return the arguments of the
         forward call as a tuple, one value per parameter in signature order."""
+        if tape.recorder is not self and getattr(tape.recorder, "function", None) is self.function:
+            return tape.recorder.backward(result, tape)  # recorded by the form compiled anew
         containers = tape.containers_for_backward(self)
         held = [tape.args[i] for i in self._held_index]
         restored = list(_run_backward(self.ir, tape.backward_run, containers, result, *held))
@@ -168,10 +179,13 @@ def _refuse_aliased_arrays(fn, values):
                     hint=f"{fn.name} changes arrays in place; pass a copy, e.g. {q}.copy()")
 
 
-@functools.lru_cache(maxsize=1024)
 def reversible(f) -> Reversible:
-    """The reversible form of `f` (cached per function)."""
-    return Reversible(f)
+    """The reversible form of `f` (cached per function; compiled again where a name it
+    was compiled from, such as a helper function defined again, holds something else)."""
+    return _reversible(f)
+
+
+_reversible = cached_per_function(Reversible)
 
 
 def _result_count(fn: ir.Function) -> int:
@@ -216,7 +230,16 @@ class Inverse:
         self.__name__ = f"inverse_of_{f.__name__}"
         self.__doc__ = f"Inverse of {fn.qualname}: takes {k} result(s) then {list(self.rest)}."
 
+    dependencies: dict = {}  # what compiling read (cached_per_function sets it)
+
     def __call__(self, *values):
+        if not unchanged(self.dependencies):  # a name it was compiled from was rebound
+            return inverse(self.function)(*values)
+        return self.apply(*values)
+
+    def apply(self, *values):
+        """The inverse as compiled, whatever the names it was compiled from hold now: the
+        one a compiled form calls (its tapes were recorded with what they held then)."""
         expected = self.k + len(self.rest)
         if len(values) != expected:
             raise TypeError(f"{self.__name__} takes {expected} arguments ({self.k} result(s) "
@@ -230,16 +253,17 @@ class Inverse:
         return _format(self.analysis, "inverse")
 
 
-@functools.lru_cache(maxsize=1024)
 def inverse(f) -> Inverse:
     """The inverse of `f`, with no hand-written inverse; raises NotInvertibleError when
     `f` destroys information (use `reversible(f)`, which records it on a tape). The
-    inverse registered with `bytrev.definverse(f, ...)` where there is one."""
+    inverse registered with `bytrev.definverse(f, ...)` where there is one. Cached as
+    `reversible` is."""
     registered = inverse_of(f)
-    return registered if registered is not None else Inverse(f)
+    return registered if registered is not None else _inverse(f)
 
 
-_ON_REGISTER += [reversible.cache_clear, inverse.cache_clear]
+_inverse = cached_per_function(Inverse)
+_ON_REGISTER += [_reversible.cache_clear, _inverse.cache_clear]
 
 
 # --------------------------------------------------------------------------- show

@@ -28,6 +28,7 @@ import numpy as np
 from . import forward as forward_mode
 from . import rules, scalars
 from .adjoint import GradGenerator
+from .analysis import cached_per_function, unchanged
 from .api import _run_backward, reversible
 from .backend import is_array
 from .errors import BytrevError, ReversalDriftWarning, ReversalError, UnsupportedError
@@ -59,6 +60,8 @@ def _differentiable(value) -> bool:
 class GradientProgram:
     """Per function: its reversible form plus gradient sweeps compiled per argument-type
     signature (which arguments are active, which are Python floats)."""
+
+    dependencies: dict = {}  # what compiling read (cached_per_function sets it)
 
     def __init__(self, f):
         self.function = f
@@ -99,6 +102,8 @@ class GradientProgram:
         closure cells in `freevars` order). A caller that already has the `result`
         of this call may pass it: a function whose reversible form needs no tape then
         is not run forward again. Parameters outside `wrt` (names) get no cotangent."""
+        if not unchanged(self.dependencies):  # a name it was compiled from was rebound
+            return gradient_program(self.function).vjp(args, kwargs, strict, result, wrt)
         rev = self.reversible
         values = rev._bind(args, kwargs)
         sweep = self.sweep_for(values, wrt)
@@ -138,12 +143,13 @@ def _cell_value(cell):
         return None
 
 
-@functools.lru_cache(maxsize=1024)
 def gradient_program(f) -> GradientProgram:
-    return GradientProgram(f)
+    """f's GradientProgram (cached as `reversible(f)` is)."""
+    return _gradient_program(f)
 
 
-rules._ON_REGISTER.append(gradient_program.cache_clear)
+_gradient_program = cached_per_function(GradientProgram)
+rules._ON_REGISTER.append(_gradient_program.cache_clear)
 
 
 def _put_back(rev, originals, restored, strict):

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import ast
 import dataclasses
+import types
 from dataclasses import dataclass, field
 from types import CodeType
 from typing import Callable, Union
@@ -378,9 +379,11 @@ def _display_context() -> AstContext:
     def local(n):  # "$3" -> "tmp3", "$result" -> "result"
         return ("tmp" + n[1:] if n[1:2].isdigit() else n[1:]) if n.startswith("$") else n
 
-    return AstContext(local=local,
-                      constant=lambda v: getattr(v, "__name__", type(v).__name__),
-                      free=lambda n: ast.Name(n, ast.Load()))
+    def constant(v):  # a bound method by its object's name (Inverse.apply: inverse_of_g)
+        named = v.__self__ if isinstance(v, types.MethodType) else v
+        return getattr(named, "__name__", type(named).__name__)
+
+    return AstContext(local=local, constant=constant, free=lambda n: ast.Name(n, ast.Load()))
 
 
 def expr_ast(e: Expr, cx: AstContext) -> ast.expr:

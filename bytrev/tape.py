@@ -59,7 +59,7 @@ class Tape:
     into the very objects the caller passed."""
 
     def __init__(self, owner, sites, containers, args, float_sites, backward_run):
-        self._owner = owner
+        self.recorder = owner  # the Reversible whose forward run recorded this tape
         self.backward_run = backward_run  # the backward run that reads this recording
         self.sites = sites
         self.args = args
@@ -83,7 +83,7 @@ class Tape:
 
     def containers_for_backward(self, owner):
         """Fresh per-site stacks for one backward run (the tape itself is unchanged)."""
-        if owner is not self._owner:
+        if owner is not self.recorder:
             raise TapeMismatchError(
                 "this tape was recorded by another function's forward run; pass the tape "
                 "returned by the same reversible function's forward()")

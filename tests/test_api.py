@@ -328,3 +328,98 @@ def test_module_attributes_read_early_are_the_ones_f_reads():
     out, tape = r.forward(1.0, 3)
     assert out == f(1.0, 3) and lookups  # the arm ran: lazy.missing was looked up
     assert r.backward(out, tape)[0] == pytest.approx(1.0, rel=1e-12)
+
+
+# ---- a helper defined again (a notebook cell run twice) is not undone as the old one
+
+NOTEBOOK = '''
+def helper(u):
+    return u * 2.0
+
+def scale(u):
+    return inner(u) + 1.0
+
+def inner(u):
+    return u * 4.0
+
+def f(x):
+    x = helper(x) + 1.0
+    return x
+
+def g(x):
+    x = scale(x) * 0.5
+    return x
+'''
+
+
+def _notebook():
+    namespace = {}
+    exec(compile(NOTEBOOK, "<notebook>", "exec"), namespace)
+    return namespace
+
+
+def _run_cell(namespace, source):
+    exec(compile(source, "<cell>", "exec"), namespace)
+
+
+@pytest.mark.parametrize("cell, fname, x", [
+    ("def helper(u):\n    return u * 3.0\n", "f", 1.0),                  # f's callee
+    ("def inner(u):\n    return u * 8.0\n", "g", 1.0),                   # a callee's callee
+    ("def helper(u):\n    return u * u\n", "f", 1.5),                    # now needs a tape
+])
+def test_compiled_forms_follow_a_function_defined_again(cell, fname, x):
+    ns = _notebook()
+    f = ns[fname]
+    r, inv, df = bytrev.reversible(f), bytrev.inverse(f), bytrev.grad(f)
+    y, tape_before = r.forward(x)
+    assert inv(y) == x and r.backward(y, tape_before) == (x,)
+    _run_cell(ns, cell)
+    y2 = f(x)
+    # objects made before the cell ran, and ones made after, use the new definition
+    for rev in (r, bytrev.reversible(f)):
+        out, tape = rev.forward(x)
+        assert out == y2
+        assert rev.backward(out, tape)[0] == pytest.approx(x, rel=1e-12)
+    assert r.backward(y, tape_before) == (x,)  # a tape recorded before: the old helper
+    eps = 1e-6
+    fd = (f(x + eps) - f(x - eps)) / (2 * eps)
+    assert df(x) == pytest.approx(fd, rel=1e-6)
+    assert bytrev.grad(f)(x) == pytest.approx(fd, rel=1e-6)
+    if "u * u" in cell:
+        with pytest.raises(bytrev.NotInvertibleError):
+            inv(y2)
+    else:
+        assert inv(y2) == pytest.approx(x, rel=1e-12)
+
+
+def test_a_closure_cell_and_a_module_attribute_defined_again_are_followed():
+    ns = _notebook()
+    ns["box"] = _module("box", op=ns["helper"])
+    _run_cell(ns, """
+def make(op):
+    def h(x):
+        x = op(x) - 2.0
+        x = box.op(x) + 1.0
+        return x
+    return h
+""")
+    h = ns["make"](ns["helper"])
+    inv = bytrev.inverse(h)
+    assert inv(h(1.25)) == 1.25
+    _run_cell(ns, "def helper(u):\n    return u * 5.0\n")
+    h.__closure__[0].cell_contents = ns["helper"]
+    assert h(1.25) == (1.25 * 5.0 - 2.0) * 2.0 + 1.0
+    assert inv(h(1.25)) == pytest.approx(1.25, rel=1e-12)
+    ns["box"].op = ns["helper"]
+    assert inv(h(1.25)) == pytest.approx(1.25, rel=1e-12)
+
+
+def test_a_global_value_rebound_to_one_of_its_type_keeps_the_compiled_form():
+    ns = {"np": np}
+    exec(compile("W = np.ones(3)\ndef f(x):\n    x = x * W.sum() + 1.0\n    return x\n",
+                 "<w>", "exec"), ns)
+    r = bytrev.reversible(ns["f"])
+    ns["W"] = np.full(3, 2.0)
+    assert bytrev.reversible(ns["f"]) is r  # not compiled again: W is an array still
+    y, tape = r.forward(1.0)
+    assert y == 7.0 and r.backward(y, tape) == (1.0,)
