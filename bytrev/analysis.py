@@ -39,6 +39,7 @@ import numpy as np
 
 from . import ir, rules
 from .errors import NotInvertibleError, UnsupportedError
+from .lift import SIDE_EFFECT_BUILTINS, SIDE_EFFECT_HINT
 
 _INVERTING: set = set()  # user functions whose inverse is being built (recursion guard)
 
@@ -545,10 +546,14 @@ class Context:
         obj = self.resolve(call.func)
         if obj is None:
             return CallInfo("pure")  # a local holding a callable: see README, limitations
+        name = getattr(obj, "__name__", "")
+        if name in SIDE_EFFECT_BUILTINS and getattr(builtins, name, None) is obj:
+            # `print` under another name (a closure cell, a module attribute): the lifter
+            # refuses it by name only
+            raise self.error(f"call to {name} (a side effect)", line, SIDE_EFFECT_HINT)
         if isinstance(obj, types.FunctionType) and not _module_of(obj).startswith(PURE_MODULES) \
                 and rules.vjp_rule(obj) is None:  # with a rule it is a primitive: not lifted
             return CallInfo("user", obj)
-        name = getattr(obj, "__name__", "")
         owner = getattr(obj, "__self__", None)  # a bound method's object (not a module)
         if name in MUTATING_FUNCTIONS or (name in MUTATING_METHODS and owner is not None
                                           and not isinstance(owner, types.ModuleType)):
@@ -578,7 +583,7 @@ class Context:
         return True
 
 
-_EFFECTS: dict = {}  # code -> ((stores, updates, pure), dependency log)
+_EFFECTS: dict = {}  # (code, ids of globals and cells) -> (verdict, dependency log, scope)
 
 
 def user_function_effects(func):
@@ -587,16 +592,20 @@ def user_function_effects(func):
     augmented assignments to them (`x += v`: in place only when x is an array), and
     whether it calls only pure callables. Recursion is assumed effect-free while it is
     being checked."""
-    code = func.__code__
-    if code in _EFFECTS and unchanged(_EFFECTS[code][1]):
-        note_dependencies(_EFFECTS[code][1])
-        return _EFFECTS[code][0]
-    _EFFECTS[code] = ((False, False, True), {})
+    # One code runs with other globals and cells in another function object (closures of
+    # one factory): the verdict is per code, globals and cells, which the entry keeps
+    # alive so that their ids stay theirs.
+    scope = (func.__globals__, func.__closure__ or ())
+    key = (func.__code__, id(scope[0]), tuple(map(id, scope[1])))
+    if key in _EFFECTS and unchanged(_EFFECTS[key][1]):
+        note_dependencies(_EFFECTS[key][1])
+        return _EFFECTS[key][0]
+    _EFFECTS[key] = ((False, False, True), {}, scope)
     from .lift import lift
     try:
         fn = lift(func)
     except BaseException:
-        del _EFFECTS[code]  # not a verdict: the next caller must meet the same error
+        del _EFFECTS[key]  # not a verdict: the next caller must meet the same error
         raise
     with recording_dependencies() as log:
         cx = Context(fn, func)
@@ -604,8 +613,8 @@ def user_function_effects(func):
         stores = bool(_item_stores(fn.body) & params)
         updates = bool(mutated(fn.body) & params)
         pure = all(cx.is_pure(e, getattr(stmt, "line", 0)) for stmt, e in _all_exprs(fn.body))
-    _EFFECTS[code] = ((stores, updates, pure), log)
-    return _EFFECTS[code][0]
+    _EFFECTS[key] = ((stores, updates, pure), log, scope)
+    return _EFFECTS[key][0]
 
 
 def user_function_is_pure(func) -> bool:

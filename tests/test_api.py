@@ -423,3 +423,35 @@ def test_a_global_value_rebound_to_one_of_its_type_keeps_the_compiled_form():
     assert bytrev.reversible(ns["f"]) is r  # not compiled again: W is an array still
     y, tape = r.forward(1.0)
     assert y == 7.0 and r.backward(y, tape) == (1.0,)
+
+
+def test_closures_of_one_factory_get_their_own_effects():
+    """The effects of a user function are judged per code *and* the cells it closes
+    over: a closure over `print` is not pure because one over a pure function was."""
+    from bytrev.analysis import user_function_is_pure
+
+    def make(op):
+        def h(x):
+            return x + op(x)
+        return h
+
+    assert user_function_is_pure(make(abs))
+    assert not user_function_is_pure(make(np.random.random))
+    assert user_function_is_pure(make(abs))
+
+
+def test_a_side_effect_builtin_under_another_name_is_refused():
+    def make(op):
+        def h(x):
+            op(x)  # line marker: op call
+            return x * 2.0
+        return h
+
+    def f(x):
+        x = h(x) + 1.0
+        return x
+
+    h = make(print)
+    with pytest.raises(bytrev.UnsupportedError, match="call to print") as e:
+        bytrev.reversible(f)
+    assert e.value.line == h.__code__.co_firstlineno + 1
