@@ -400,6 +400,36 @@ def _module_of(obj) -> str:
     return mod
 
 
+class Refused(Exception):
+    """A callable bytrev cannot run: (construct, hint) for an UnsupportedError."""
+
+    def __init__(self, construct, hint):
+        super().__init__(construct)
+        self.construct, self.hint = construct, hint
+
+
+def callable_kind(obj) -> str:
+    """How bytrev treats calls of `obj`: "user" (a Python function it lifts), "impure"
+    (a random draw, the clock: never re-run), or "pure"; raises Refused for a side-effect
+    builtin or a function that changes its argument in place."""
+    name = getattr(obj, "__name__", "")
+    if name in SIDE_EFFECT_BUILTINS and getattr(builtins, name, None) is obj:
+        # also `print` under another name: the lifter refuses it by name only
+        raise Refused(f"call to {name} (a side effect)", SIDE_EFFECT_HINT)
+    if isinstance(obj, types.FunctionType) and not _module_of(obj).startswith(PURE_MODULES) \
+            and rules.vjp_rule(obj) is None:  # with a rule it is a primitive: not lifted
+        return "user"
+    owner = getattr(obj, "__self__", None)  # a bound method's object (not a module)
+    if name in MUTATING_FUNCTIONS or (name in MUTATING_METHODS and owner is not None
+                                      and not isinstance(owner, types.ModuleType)):
+        raise Refused(f"a call to {name} (it changes its argument in place)",
+                      "build a new value instead, or call it outside the function")
+    mod = _module_of(obj)
+    if mod.startswith(IMPURE_MODULES) or mod == "numpy.random.mtrand":
+        return "impure"
+    return "pure"
+
+
 class CallInfo:
     """What bytrev knows about a callable expression: 'pure', 'impure' or 'user'."""
 
@@ -545,24 +575,13 @@ class Context:
             return CallInfo("pure")
         obj = self.resolve(call.func)
         if obj is None:
-            return CallInfo("pure")  # a local holding a callable: see README, limitations
-        name = getattr(obj, "__name__", "")
-        if name in SIDE_EFFECT_BUILTINS and getattr(builtins, name, None) is obj:
-            # `print` under another name (a closure cell, a module attribute): the lifter
-            # refuses it by name only
-            raise self.error(f"call to {name} (a side effect)", line, SIDE_EFFECT_HINT)
-        if isinstance(obj, types.FunctionType) and not _module_of(obj).startswith(PURE_MODULES) \
-                and rules.vjp_rule(obj) is None:  # with a rule it is a primitive: not lifted
-            return CallInfo("user", obj)
-        owner = getattr(obj, "__self__", None)  # a bound method's object (not a module)
-        if name in MUTATING_FUNCTIONS or (name in MUTATING_METHODS and owner is not None
-                                          and not isinstance(owner, types.ModuleType)):
-            raise self.error(f"a call to {name} (it changes its argument in place)", line,
-                             "build a new value instead, or call it outside the function")
-        mod = _module_of(obj)
-        if mod.startswith(IMPURE_MODULES) or mod == "numpy.random.mtrand":
-            return CallInfo("impure", obj)
-        return CallInfo("pure", obj)
+            # A local holding a callable: assumed pure here, checked when the call runs
+            # (codegen.checked_local_callable).
+            return CallInfo("pure")
+        try:
+            return CallInfo(callable_kind(obj), obj)
+        except Refused as refused:
+            raise self.error(refused.construct, line, refused.hint) from None
 
     def is_pure(self, e, line) -> bool:
         """Whether re-evaluating `e` in the backward run gives the same value."""

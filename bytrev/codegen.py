@@ -21,8 +21,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from . import ir
-from .analysis import (Analysis, AssignPlan, current_values, user_function_effects,
-                       _base_name)
+from .analysis import (Analysis, AssignPlan, Refused, callable_kind, current_values,
+                       user_function_effects, user_function_is_pure, _base_name)
 from .backend import is_array
 from .scalars import REALS
 from .tape import extend_floats
@@ -229,6 +229,44 @@ def make_function(globals_, code, defaults, kwdefaults, closure):
     return fn
 
 
+_CALLABLES: dict = {}  # id(callable) -> (callable, (construct, hint) refusing it, or None)
+
+
+def checked_parameter_callable(obj, where):
+    """A parameter f calls (`def f(x, op): ... op(x)`): the analysis could not see what it
+    holds and took its calls as pure, free to run again in the backward run or to be
+    undone by an inverse. Check the argument when the run starts: a random draw, a
+    side-effect builtin, a function that changes its argument, or a user function doing
+    any of these is refused; a user function bytrev cannot lift runs as it is."""
+    entry = _CALLABLES.get(id(obj))
+    if entry is None or entry[0] is not obj:
+        if len(_CALLABLES) > 4096:
+            _CALLABLES.clear()
+        entry = _CALLABLES[id(obj)] = (obj, _refusal(obj))
+    if entry[1] is not None:
+        construct, hint = entry[1]
+        raise UnsupportedError(construct, function=where[0], filename=where[1], line=where[2],
+                               hint=hint)
+
+
+def _refusal(obj):
+    name = getattr(obj, "__qualname__", None) or getattr(obj, "__name__", repr(obj))
+    try:
+        kind = callable_kind(obj)
+        if kind == "impure":
+            return (f"a call to {name} through a parameter (its result changes from call to "
+                    "call, and the backward run would call it again)",
+                    "call it outside the function and pass its result in")
+        if kind == "user" and not user_function_is_pure(obj):
+            return (f"a call to {name} through a parameter (it has side effects or changes "
+                    "its arguments)", "pass a pure function, or its results")
+    except Refused as refused:
+        return (f"{refused.construct} through a parameter", refused.hint)
+    except UnsupportedError:
+        pass  # a function bytrev cannot lift: run as it is
+    return None
+
+
 def checked_call(func, params, where):
     """Call `func`, which may apply `x += ...` to the parameters `params`: fine for
     numbers, an in-place change bytrev cannot undo for arrays and lists."""
@@ -309,6 +347,7 @@ class Generator:
         self.consts = {}  # python name -> value
         self.bitmaps = {}  # id(If) -> the Bitmap its bits are set in
         self.hoisted = {}  # (module, attribute) -> the local holding it (hoist_module_attribute)
+        self.called_parameters = {}  # parameter -> first line calling it (checked at entry)
         self._const_ids = {}
         self.counter = 0
         self.where = (self.fn.qualname, self.fn.filename)
@@ -349,6 +388,9 @@ class Generator:
                     ir.Dict(tuple(ir.Const(k) for k, _ in x.kwdefaults),
                             tuple(v for _, v in x.kwdefaults)),
                     ir.Tuple(tuple(ir.Name(n) for n in x.closure))))
+            if isinstance(x, ir.Call) and isinstance(x.func, ir.Name) \
+                    and x.func.id in self.an.held:
+                self.called_parameters.setdefault(x.func.id, line)
             if isinstance(x, ir.Call) and not isinstance(x.func, ir.Const):
                 obj = self.cx.resolve(x.func)
                 if isinstance(obj, types.FunctionType):
@@ -1114,11 +1156,14 @@ class Generator:
         """Compile generated function definitions inside a factory whose parameters are
         the constants, so they run with the user's globals; returns (functions, module).
         Each function starts by reading the module attributes hoist_module_attribute
-        replaced by locals."""
+        replaced by locals and by checking the parameters it calls."""
         for function in functions:
             function.body[:0] = [
                 _assign(pyname(local), ast.Attribute(_name(module), attr, ast.Load()))
-                for (module, attr), local in self.hoisted.items()]
+                for (module, attr), local in self.hoisted.items()] + [
+                _expr_stmt(self.call_helper(checked_parameter_callable, _name(param),
+                                            ast.Constant((*self.where, line))))
+                for param, line in self.called_parameters.items()]
         factory = ast.FunctionDef(
             name="_br_factory", args=_args(list(self.consts)),
             body=functions + [ast.Return(ast.Tuple(

@@ -386,3 +386,68 @@ def test_unsupported_error_is_raised_for_inverse_too():
     with pytest.raises(bytrev.UnsupportedError) as info:
         bytrev.inverse(calls_print)
     assert info.value.line == marked_line(calls_print)
+
+
+# ---- callables passed in as arguments: checked when the run starts
+
+def calls_its_parameter(x, c, op):
+    x = x + op(c)  # <- unsupported
+    return x
+
+
+def _random_offset(c):
+    return c + np.random.random()
+
+
+def _stores_into(a):
+    a[0] = 1.0
+    return a.sum()
+
+
+def _pure_offset(c):
+    return c * c + 0.5
+
+
+def _not_liftable(c):
+    try:
+        return c * 2.0
+    except ValueError:
+        return 0.0
+
+
+@pytest.mark.parametrize("op, says", [
+    (np.random.normal, "RandomState.normal through a parameter"),
+    (print, "call to print (a side effect) through a parameter"),
+    (_random_offset, "_random_offset through a parameter (it has side effects"),
+], ids=["numpy random", "print", "user function drawing"])
+def test_a_parameter_holding_an_impure_callable_is_refused(op, says):
+    """The analysis cannot see what a parameter holds and takes its calls as pure (the
+    backward run calls `op` again to undo `x + op(c)`): the argument is checked when the
+    run starts, so a random draw is refused rather than undone with another draw."""
+    for run in (lambda: bytrev.reversible(calls_its_parameter).forward(1.0, 0.5, op),
+                lambda: bytrev.inverse(calls_its_parameter)(2.0, 0.5, op),
+                lambda: bytrev.grad(calls_its_parameter)(1.0, 0.5, op)):
+        with pytest.raises(bytrev.UnsupportedError) as info:
+            run()
+        assert says in str(info.value)
+        assert info.value.line == marked_line(calls_its_parameter)
+
+
+def test_a_parameter_holding_a_function_that_stores_into_its_argument_is_refused():
+    def f(a, op):
+        b = a * 2.0
+        s = op(b)
+        a = a + s
+        return a
+
+    with pytest.raises(bytrev.UnsupportedError, match="_stores_into through a parameter"):
+        bytrev.reversible(f).forward(np.ones(3), _stores_into)
+
+
+@pytest.mark.parametrize("op", [_pure_offset, _not_liftable, np.sin, abs],
+                         ids=["pure user function", "not liftable", "numpy ufunc", "builtin"])
+def test_a_parameter_holding_a_pure_callable_runs_and_is_undone(op):
+    out, tape = bytrev.reversible(calls_its_parameter).forward(1.25, 0.5, op)
+    assert out == calls_its_parameter(1.25, 0.5, op)
+    assert bytrev.reversible(calls_its_parameter).backward(out, tape) == (1.25, 0.5, op)
+    assert bytrev.inverse(calls_its_parameter)(out, 0.5, op) == 1.25
