@@ -39,7 +39,7 @@ import numpy as np
 
 from . import ir, rules
 from .errors import NotInvertibleError, UnsupportedError
-from .lift import SIDE_EFFECT_BUILTINS, SIDE_EFFECT_HINT
+from .lift import SIDE_EFFECT_BUILTINS, SIDE_EFFECT_HINT, lift
 
 _INVERTING: set = set()  # user functions whose inverse is being built (recursion guard)
 
@@ -455,7 +455,6 @@ class _Logs(threading.local):
 
 
 _LOGS = _Logs()
-_MISSING = object()
 
 
 @contextlib.contextmanager
@@ -575,8 +574,8 @@ class Context:
             return CallInfo("pure")
         obj = self.resolve(call.func)
         if obj is None:
-            # A local holding a callable: assumed pure here, checked when the call runs
-            # (codegen.checked_local_callable).
+            # A local holding a callable: assumed pure; a parameter's argument is checked
+            # when the run starts (codegen.checked_parameter_callable).
             return CallInfo("pure")
         try:
             return CallInfo(callable_kind(obj), obj)
@@ -620,7 +619,6 @@ def user_function_effects(func):
         note_dependencies(_EFFECTS[key][1])
         return _EFFECTS[key][0]
     _EFFECTS[key] = ((False, False, True), {}, scope)
-    from .lift import lift
     try:
         fn = lift(func)
     except BaseException:

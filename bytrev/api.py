@@ -17,7 +17,8 @@ from .analysis import analyze, assigned, cached_per_function, mutated, unchanged
 from .backend import is_array
 from .codegen import generate
 from .errors import BytrevError, NotInvertibleError, ReversalError, UnsupportedError
-from .rules import _ON_REGISTER, inverse_of
+from . import rules
+from .rules import inverse_of
 from . import lift as _lift_module
 from . import forward as forward_mode
 from . import scalars
@@ -263,7 +264,7 @@ def inverse(f) -> Inverse:
 
 
 _inverse = cached_per_function(Inverse)
-_ON_REGISTER += [_reversible.cache_clear, _inverse.cache_clear]
+rules._ON_REGISTER += [_reversible.cache_clear, _inverse.cache_clear]
 
 
 # --------------------------------------------------------------------------- show
