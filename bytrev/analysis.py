@@ -39,7 +39,7 @@ import numpy as np
 
 from . import ir, rules
 from .errors import NotInvertibleError, UnsupportedError
-from .lift import SIDE_EFFECT_BUILTINS, SIDE_EFFECT_HINT, lift
+from .lift import SIDE_EFFECT_BUILTINS, SIDE_EFFECT_HINT, lift, lift_code
 
 _INVERTING: set = set()  # user functions whose inverse is being built (recursion guard)
 
@@ -317,6 +317,31 @@ def normal_form(fn: ir.Function) -> list:
 # --------------------------------------------------------------------------- effects
 
 
+def _nested_definitions(stmts) -> dict:
+    """The locals bound by a nested `def` or `lambda` and by nothing else, once: name ->
+    its MakeFunction."""
+    made, bindings = {}, {}
+
+    def visit(stmts):
+        for s in stmts:
+            names = set()
+            if isinstance(s, ir.Assign):
+                names = ir.target_names(s.target)
+                if isinstance(s.target, ir.Name) and isinstance(s.value, ir.MakeFunction):
+                    made[s.target.id] = s.value
+            elif isinstance(s, ir.AugAssign) and isinstance(s.target, ir.Name):
+                names = {s.target.id}
+            elif isinstance(s, ir.For):
+                names = ir.target_names(s.target)
+            for n in names:
+                bindings[n] = bindings.get(n, 0) + 1
+            for attr in ("body", "orelse"):
+                visit(getattr(s, attr, []))
+
+    visit(stmts)
+    return {n: mf for n, mf in made.items() if bindings[n] == 1}
+
+
 def assigned(stmts) -> set:
     """Local variables (re)bound anywhere in `stmts`."""
     out = set()
@@ -533,11 +558,12 @@ class Context:
     """Static facts about the function being analysed: how to resolve globals and
     closure cells, and where to report errors."""
 
-    def __init__(self, fn: ir.Function, pyfunc=None):
+    def __init__(self, fn: ir.Function, pyfunc=None, globals_=None):
         self.fn = fn
-        self.globals = getattr(pyfunc, "__globals__", {}) if pyfunc is not None else {}
+        self.globals = getattr(pyfunc, "__globals__", {}) if globals_ is None else globals_
         closure = getattr(pyfunc, "__closure__", None) or ()
         self.cells = dict(zip(fn.freevars, closure))
+        self.nested = _nested_definitions(fn.body)
 
     def error(self, construct, line, hint=""):
         return UnsupportedError(construct, function=self.fn.qualname, filename=self.fn.filename,
@@ -572,6 +598,8 @@ class Context:
                 raise self.error(f"method call .{method}() (it changes its object in place)",
                                  line, "build a new value instead, or call it outside the function")
             return CallInfo("pure")
+        if isinstance(call.func, ir.Name) and call.func.id.lstrip("\0") in self.nested:
+            return self.classify_nested(call.func.id.lstrip("\0"), line)  # ("\0": old value)
         obj = self.resolve(call.func)
         if obj is None:
             # A local holding a callable: assumed pure; a parameter's argument is checked
@@ -581,6 +609,22 @@ class Context:
             return CallInfo(callable_kind(obj), obj)
         except Refused as refused:
             raise self.error(refused.construct, line, refused.hint) from None
+
+    def classify_nested(self, name, line) -> CallInfo:
+        """A call of a function defined in f (`def g(u): ...`, bound once): judged from
+        its code, with f's globals; calls through the variables it captures are assumed
+        pure, as for locals. One bytrev cannot lift runs as it is, taken as pure."""
+        try:
+            fn = lift_code(self.nested[name].code, self.globals)
+        except UnsupportedError:
+            return CallInfo("pure")
+        inner = Context(fn, globals_=self.globals)
+        if _item_stores(fn.body) & set(fn.params + fn.kwonly):
+            raise self.error(f"call to {name}, which changes its arguments in place", line,
+                             "bytrev does not yet undo mutations made inside called "
+                             "functions; inline the update into this function")
+        pure = all(inner.is_pure(e, getattr(stmt, "line", 0)) for stmt, e in _all_exprs(fn.body))
+        return CallInfo("pure" if pure else "impure")
 
     def is_pure(self, e, line) -> bool:
         """Whether re-evaluating `e` in the backward run gives the same value."""
@@ -1245,8 +1289,8 @@ class Analyzer:
                 continue
             guards = []
             expr = invert(marked, var, ir.Name(tname), guards, self.user_inverse)
-            if expr is None:
-                continue
+            if expr is None or not all(self.cx.is_pure(e, s.line) for e in [expr, *guards]):
+                continue  # (the backward run evaluates them again: a random draw differs)
             olds = {n.id[1:] for g in [expr, *guards] for n in ir.walk(g)
                     if isinstance(n, ir.Name) and n.id.startswith("\0")}
             if olds <= allowed:
@@ -1285,7 +1329,9 @@ class Analyzer:
         plan.check_value = verdict.get("check_value", [])
         plan.check_index = verdict.get("check_index", [])
         shared = verdict.get("stash", [])
-        invertible = s.op in INVERSE_OP and base not in reads_value and not shared
+        # The inverse evaluates the value (and the index) again: a random draw would differ.
+        invertible = s.op in INVERSE_OP and base not in reads_value and not shared \
+            and self.cx.is_pure(s.value, s.line) and self.cx.is_pure(target, s.line)
         if invertible:
             plan.inverse_op = INVERSE_OP[s.op]
             if s.op in ("*", "/") and not _known_nonzero(s.value):
@@ -1305,6 +1351,9 @@ class Analyzer:
                                         f"`{ir.unparse(s)}` has no inverse (it reads "
                                         f"{', '.join(shared)}, which may share memory with "
                                         f"{base})" if shared else
+                                        f"`{ir.unparse(s)}` has no inverse (it calls something "
+                                        "that gives another value when called again)"
+                                        if s.op in INVERSE_OP else
                                         f"`{ir.unparse(s)}` has no inverse")
             plan.how = f"stash old {ir.unparse(target)}"
         plan.revive_site = self.revive(s, base, after)
