@@ -500,6 +500,7 @@ class GradGenerator(Generator):
     def backward_stmt(self, s):
         plan = self.an.plans.get(id(s))
         self.line = s.line
+        self.refuse_redrawing(s)
         env = self.floats.env_before.get(id(s), {}) if self.floats else {}
         if isinstance(s, (ir.Assign, ir.Return)) and isinstance(plan, AssignPlan):
             return _at(_fold_resets(self.adjoint_assign(s, plan, env)), s.line)
@@ -510,6 +511,44 @@ class GradGenerator(Generator):
         if isinstance(s, ir.AugAssign):
             return undo + _at(_fold_resets(self.adjoint_aug(s, env)), s.line)
         return undo
+
+    def refuse_redrawing(self, s):
+        """The sweep evaluates again the operands that an active statement's partials
+        need (`x * r()` needs r()): a call that gives another value each time there (a
+        random draw) would give a wrong gradient, so it is refused with a way out."""
+        if isinstance(s, ir.AugAssign):
+            value = ir.BinOp(s.op, s.target, s.value)
+        elif isinstance(s, (ir.Assign, ir.Return)):
+            value = s.value
+        else:
+            return
+        call = self.redrawn(value)
+        if call is not None:
+            raise self.cx.error(
+                f"`{ir.unparse(call)}` in the differentiated `{ir.unparse(s)}` (the gradient "
+                "sweep would call it again and get another value)", s.line,
+                f"call it into a variable first: r = {ir.unparse(call)}, then use r")
+
+    def redrawn(self, e):
+        """In the active expression `e`, an impure call whose value its adjoint needs:
+        one that is itself active, or an inactive operand of an active node that is not
+        a sum or difference (whose partials are constants). None if there is none."""
+        if not self.is_active(e):
+            return None
+        if isinstance(e, ir.Call) and self.cx.classify_call(e, self.line).kind == "impure":
+            return e
+        linear = isinstance(e, ir.UnaryOp) or isinstance(e, ir.BinOp) and e.op in ("+", "-")
+        for child in ir.children(e):
+            if self.is_active(child):
+                found = self.redrawn(child)
+            elif linear:
+                continue
+            else:
+                found = next((x for x in ir.walk(child) if isinstance(x, ir.Call)
+                              and self.cx.classify_call(x, self.line).kind == "impure"), None)
+            if found is not None:
+                return found
+        return None
 
     def adjoint_assign(self, s, plan, env):
         if isinstance(s, ir.Return):

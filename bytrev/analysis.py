@@ -1170,6 +1170,14 @@ class Analyzer:
             raise self.cx.error(f"the statement `{ir.unparse(s.value)}` (a call made for its "
                                 "side effect)", s.line,
                                 "bytrev cannot undo side effects; move it outside the function")
+        if isinstance(s, (ir.Assign, ir.AugAssign)) and isinstance(s.target, ir.Subscript) \
+                and not self.cx.is_pure(s.target, s.line):
+            # The backward run evaluates the index again to put the old item back.
+            raise self.cx.error(
+                f"`{ir.unparse(s)}` (its index calls something that gives another value "
+                "when called again)", s.line,
+                "compute the index into a variable first, e.g. i = np.random.randint(n); "
+                "a[i] = v")
         index_reads = self.aliases.get(id(s), {}).get("index")
         if index_reads:
             # `a[int(a[0])] += v`: the backward run would look for the changed item with

@@ -702,3 +702,80 @@ def test_a_nested_function_storing_into_its_argument_is_refused():
 
     with pytest.raises(bytrev.UnsupportedError, match="put, which changes its arguments"):
         bytrev.reversible(f)
+
+
+def stores_at_a_drawn_index(a, v):
+    a[np.random.randint(3)] = v
+    return a
+
+
+def adds_at_a_drawn_index(a, v):
+    a[np.random.randint(3)] += v
+    return a
+
+
+def stores_at_a_drawn_index_kept(a, v):
+    i = np.random.randint(3)
+    a[i] = v
+    return a
+
+
+@pytest.mark.parametrize("f", [stores_at_a_drawn_index, adds_at_a_drawn_index],
+                         ids=lambda f: f.__name__)
+def test_an_index_drawn_at_random_is_refused(f):
+    """The backward run evaluates an item store's index again to put the old item back:
+    a random index would restore another item."""
+    with pytest.raises(bytrev.UnsupportedError, match="compute the index into a variable") as e:
+        bytrev.reversible(f)
+    assert e.value.line == f.__code__.co_firstlineno + 1
+
+
+def test_an_index_drawn_into_a_variable_is_kept():
+    r = bytrev.reversible(stores_at_a_drawn_index_kept)
+    for _ in range(10):
+        a = np.arange(3.0)
+        out, tape = r.forward(a, 9.0)
+        back = r.backward(out, tape)
+        assert np.array_equal(back[0], np.arange(3.0)) and back[1] == 9.0
+
+
+def scales_by_a_draw(x):
+    x = x * np.random.random() + 1.0  # the sweep needs the draw
+    return x * x
+
+
+def scales_by_a_draw_in_place(x):
+    x *= np.random.random()
+    return x * x
+
+
+def adds_scaled_noise(x):
+    x = x + np.random.random() * 0.5  # a sum: the sweep does not need the draw
+    return x * x
+
+
+def scales_by_a_kept_draw(x):
+    r = np.random.random()
+    x = x * r + 1.0
+    return x * x
+
+
+@pytest.mark.parametrize("f", [scales_by_a_draw, scales_by_a_draw_in_place],
+                         ids=lambda f: f.__name__)
+def test_a_gradient_that_would_draw_again_is_refused(f):
+    with pytest.raises(bytrev.UnsupportedError, match="call it into a variable first") as e:
+        bytrev.grad(f)(2.0)
+    assert e.value.line == f.__code__.co_firstlineno + 1
+
+
+@pytest.mark.parametrize("f, expected", [
+    (adds_scaled_noise, lambda d: 2 * (2.0 + 0.5 * d)),
+    (scales_by_a_kept_draw, lambda d: 2 * (2.0 * d + 1.0) * d),
+], ids=["noise added", "draw kept in a variable"])
+def test_a_gradient_through_a_draw_uses_the_draw_of_the_forward_run(f, expected):
+    np.random.seed(3)
+    value, g = bytrev.value_and_grad(f)(2.0)
+    np.random.seed(3)
+    assert value == f(2.0)
+    np.random.seed(3)
+    assert g == pytest.approx(expected(np.random.random()), rel=1e-12)
