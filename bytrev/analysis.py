@@ -433,6 +433,13 @@ class Refused(Exception):
         self.construct, self.hint = construct, hint
 
 
+def is_random_generator(obj) -> bool:
+    """An object whose methods draw random numbers (numpy's Generator and RandomState,
+    `random.Random`, CuPy's generators)."""
+    return obj is not None and not isinstance(obj, types.ModuleType) \
+        and type(obj).__module__.startswith(IMPURE_MODULES)
+
+
 def callable_kind(obj) -> str:
     """How bytrev treats calls of `obj`: "user" (a Python function it lifts), "impure"
     (a random draw, the clock: never re-run), or "pure"; raises Refused for a side-effect
@@ -564,6 +571,7 @@ class Context:
         closure = getattr(pyfunc, "__closure__", None) or ()
         self.cells = dict(zip(fn.freevars, closure))
         self.nested = _nested_definitions(fn.body)
+        self._drawn = None  # drawn_locals, computed when first asked
 
     def error(self, construct, line, hint=""):
         return UnsupportedError(construct, function=self.fn.qualname, filename=self.fn.filename,
@@ -597,6 +605,13 @@ class Context:
             if method in MUTATING_METHODS:
                 raise self.error(f"method call .{method}() (it changes its object in place)",
                                  line, "build a new value instead, or call it outside the function")
+            # A random generator's methods draw (`rng.normal()`): one held by a global or
+            # a cell is seen here, one made in f by a call that draws is assumed one (a
+            # parameter's argument is checked when the run starts, codegen).
+            receiver = call.func.value
+            if is_random_generator(self.resolve(receiver)) or isinstance(receiver, ir.Name) \
+                    and receiver.id.lstrip("\0") in self.drawn_locals():
+                return CallInfo("impure")
             return CallInfo("pure")
         if isinstance(call.func, ir.Name) and call.func.id.lstrip("\0") in self.nested:
             return self.classify_nested(call.func.id.lstrip("\0"), line)  # ("\0": old value)
@@ -609,6 +624,17 @@ class Context:
             return CallInfo(callable_kind(obj), obj)
         except Refused as refused:
             raise self.error(refused.construct, line, refused.hint) from None
+
+    def drawn_locals(self) -> set:
+        """Locals f binds to what an impure call returns (`rng = np.random.default_rng()`)."""
+        if self._drawn is None:
+            self._drawn = set()
+            for st, e in _all_exprs(self.fn.body):
+                if isinstance(st, ir.Assign) and st.value is e and isinstance(e, ir.Call) \
+                        and isinstance(st.target, ir.Name) \
+                        and self.classify_call(e, st.line).kind == "impure":
+                    self._drawn.add(st.target.id)
+        return self._drawn
 
     def classify_nested(self, name, line) -> CallInfo:
         """A call of a function defined in f (`def g(u): ...`, bound once): judged from

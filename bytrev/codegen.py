@@ -22,7 +22,8 @@ import numpy as np
 
 from . import ir
 from .analysis import (Analysis, AssignPlan, Refused, callable_kind, current_values,
-                       user_function_effects, user_function_is_pure, _base_name)
+                       is_random_generator, user_function_effects, user_function_is_pure,
+                       _base_name)
 from .backend import is_array
 from .scalars import REALS
 from .tape import extend_floats
@@ -249,6 +250,17 @@ def checked_parameter_callable(obj, where):
                                hint=hint)
 
 
+def checked_parameter_receiver(obj, where):
+    """A parameter whose methods f calls (`rng.normal(c)`): refused when it is a random
+    generator, whose methods the analysis took as pure (see checked_parameter_callable)."""
+    if is_random_generator(obj):
+        raise UnsupportedError(
+            f"calls of the methods of a {type(obj).__name__} passed as a parameter (they draw "
+            "another value each time, and the backward run would call them again)",
+            function=where[0], filename=where[1], line=where[2],
+            hint="draw the numbers outside the function and pass them in")
+
+
 def _refusal(obj):
     name = getattr(obj, "__qualname__", None) or getattr(obj, "__name__", repr(obj))
     try:
@@ -347,7 +359,9 @@ class Generator:
         self.consts = {}  # python name -> value
         self.bitmaps = {}  # id(If) -> the Bitmap its bits are set in
         self.hoisted = {}  # (module, attribute) -> the local holding it (hoist_module_attribute)
-        self.called_parameters = {}  # parameter -> first line calling it (checked at entry)
+        # parameter -> first line calling it (checked_parameter_callable) or one of its
+        # methods (checked_parameter_receiver)
+        self.called_parameters, self.receiver_parameters = {}, {}
         self._const_ids = {}
         self.counter = 0
         self.where = (self.fn.qualname, self.fn.filename)
@@ -391,6 +405,9 @@ class Generator:
             if isinstance(x, ir.Call) and isinstance(x.func, ir.Name) \
                     and x.func.id in self.an.held:
                 self.called_parameters.setdefault(x.func.id, line)
+            if isinstance(x, ir.Call) and isinstance(x.func, ir.Attribute) \
+                    and isinstance(x.func.value, ir.Name) and x.func.value.id in self.an.held:
+                self.receiver_parameters.setdefault(x.func.value.id, line)
             if isinstance(x, ir.Call) and not isinstance(x.func, ir.Const):
                 obj = self.cx.resolve(x.func)
                 if isinstance(obj, types.FunctionType):
@@ -1161,9 +1178,11 @@ class Generator:
             function.body[:0] = [
                 _assign(pyname(local), ast.Attribute(_name(module), attr, ast.Load()))
                 for (module, attr), local in self.hoisted.items()] + [
-                _expr_stmt(self.call_helper(checked_parameter_callable, _name(param),
+                _expr_stmt(self.call_helper(check, _name(param),
                                             ast.Constant((*self.where, line))))
-                for param, line in self.called_parameters.items()]
+                for check, params in ((checked_parameter_callable, self.called_parameters),
+                                      (checked_parameter_receiver, self.receiver_parameters))
+                for param, line in params.items()]
         factory = ast.FunctionDef(
             name="_br_factory", args=_args(list(self.consts)),
             body=functions + [ast.Return(ast.Tuple(

@@ -779,3 +779,61 @@ def test_a_gradient_through_a_draw_uses_the_draw_of_the_forward_run(f, expected)
     assert value == f(2.0)
     np.random.seed(3)
     assert g == pytest.approx(expected(np.random.random()), rel=1e-12)
+
+
+# ---- random generators' methods draw (`rng.normal(c)` was taken as a pure method call)
+
+import random as _random  # noqa: E402
+
+GENERATOR = np.random.default_rng(11)
+PY_RANDOM = _random.Random(5)
+
+
+def adds_a_generator_draw(x, c):
+    x = x + GENERATOR.normal(c)
+    return x
+
+
+def adds_a_python_random_draw(x, c):
+    x = x + PY_RANDOM.gauss(c, 1.0)
+    return x
+
+
+def adds_a_draw_from_a_local_generator(x, c):
+    rng = np.random.default_rng(7)
+    x = x + rng.normal(c)
+    return x
+
+
+def adds_a_draw_from_a_parameter(x, c, rng):
+    x = x + rng.normal(c)  # <- drawn
+    return x
+
+
+@pytest.mark.parametrize("f", [adds_a_generator_draw, adds_a_python_random_draw,
+                               adds_a_draw_from_a_local_generator], ids=lambda f: f.__name__)
+def test_a_generator_draw_is_stashed_not_drawn_again(f):
+    r = bytrev.reversible(f)
+    out, tape = r.forward(1.0, 0.5)
+    assert tape.nstashed >= 1 and r.backward(out, tape) == (1.0, 0.5)
+    with pytest.raises(bytrev.NotInvertibleError):
+        bytrev.inverse(f)
+
+
+def test_a_generator_passed_as_a_parameter_is_refused_and_an_array_is_not():
+    f = adds_a_draw_from_a_parameter
+    line = f.__code__.co_firstlineno + 1
+    for run in (lambda: bytrev.reversible(f).forward(1.0, 0.5, np.random.default_rng(0)),
+                lambda: bytrev.inverse(f)(1.0, 0.5, np.random.default_rng(0)),
+                lambda: bytrev.grad(f)(1.0, 0.5, np.random.default_rng(0))):
+        with pytest.raises(bytrev.UnsupportedError, match="draw the numbers outside") as e:
+            run()
+        assert e.value.line == line
+
+    def sums(x, a):
+        x = x + a.sum()
+        return x
+
+    out, tape = bytrev.reversible(sums).forward(1.0, np.ones(3))
+    assert out == 4.0 and tape.nbytes == 0
+    assert bytrev.reversible(sums).backward(out, tape)[0] == 1.0
