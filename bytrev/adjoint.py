@@ -533,9 +533,12 @@ class GradGenerator(Generator):
         """In the active expression `e`, an impure call whose value its adjoint needs:
         one that is itself active, or an inactive operand of an active node that is not
         a sum or difference (whose partials are constants). None if there is none."""
+        def draws(x):
+            return isinstance(x, ir.Call) and self.cx.classify_call(x, self.line).kind == "impure"
+
         if not self.is_active(e):
             return None
-        if isinstance(e, ir.Call) and self.cx.classify_call(e, self.line).kind == "impure":
+        if draws(e):
             return e
         linear = isinstance(e, ir.UnaryOp) or isinstance(e, ir.BinOp) and e.op in ("+", "-")
         for child in ir.children(e):
@@ -544,8 +547,7 @@ class GradGenerator(Generator):
             elif linear:
                 continue
             else:
-                found = next((x for x in ir.walk(child) if isinstance(x, ir.Call)
-                              and self.cx.classify_call(x, self.line).kind == "impure"), None)
+                found = next(filter(draws, ir.walk(child)), None)
             if found is not None:
                 return found
         return None

@@ -644,12 +644,11 @@ class Context:
             fn = lift_code(self.nested[name].code, self.globals)
         except UnsupportedError:
             return CallInfo("pure")
-        inner = Context(fn, globals_=self.globals)
-        if _item_stores(fn.body) & set(fn.params + fn.kwonly):
+        stores, _, pure = _effects(fn, Context(fn, globals_=self.globals))
+        if stores:
             raise self.error(f"call to {name}, which changes its arguments in place", line,
                              "bytrev does not yet undo mutations made inside called "
                              "functions; inline the update into this function")
-        pure = all(inner.is_pure(e, getattr(stmt, "line", 0)) for stmt, e in _all_exprs(fn.body))
         return CallInfo("pure" if pure else "impure")
 
     def is_pure(self, e, line) -> bool:
@@ -695,13 +694,18 @@ def user_function_effects(func):
         del _EFFECTS[key]  # not a verdict: the next caller must meet the same error
         raise
     with recording_dependencies() as log:
-        cx = Context(fn, func)
-        params = set(fn.params + fn.kwonly)
-        stores = bool(_item_stores(fn.body) & params)
-        updates = bool(mutated(fn.body) & params)
-        pure = all(cx.is_pure(e, getattr(stmt, "line", 0)) for stmt, e in _all_exprs(fn.body))
-    _EFFECTS[key] = ((stores, updates, pure), log, scope)
-    return _EFFECTS[key][0]
+        verdict = _effects(fn, Context(fn, func))
+    _EFFECTS[key] = (verdict, log, scope)
+    return verdict
+
+
+def _effects(fn: ir.Function, cx: Context):
+    """(stores, updates, pure) of a lifted function (see user_function_effects)."""
+    params = set(fn.params + fn.kwonly)
+    stores = bool(_item_stores(fn.body) & params)
+    updates = bool(mutated(fn.body) & params)
+    pure = all(cx.is_pure(e, getattr(stmt, "line", 0)) for stmt, e in _all_exprs(fn.body))
+    return stores, updates, pure
 
 
 def user_function_is_pure(func) -> bool:
@@ -1363,9 +1367,10 @@ class Analyzer:
         plan.check_value = verdict.get("check_value", [])
         plan.check_index = verdict.get("check_index", [])
         shared = verdict.get("stash", [])
-        # The inverse evaluates the value (and the index) again: a random draw would differ.
+        # The inverse evaluates the value again: a random draw would differ (an index that
+        # draws was refused by refuse_statement).
         invertible = s.op in INVERSE_OP and base not in reads_value and not shared \
-            and self.cx.is_pure(s.value, s.line) and self.cx.is_pure(target, s.line)
+            and self.cx.is_pure(s.value, s.line)
         if invertible:
             plan.inverse_op = INVERSE_OP[s.op]
             if s.op in ("*", "/") and not _known_nonzero(s.value):
